@@ -1,0 +1,487 @@
+//! The events on the `SN` stream: CloudEvents 1.0, structured JSON mode.
+//!
+//! Event ids are derived from the task id, the event type and the batch index, so a publish
+//! retried after a crash carries the same `Nats-Msg-Id` and every fold can drop a repeat.
+
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::serial::{Format, SerialFormatter};
+use crate::subjects::{self, Kind};
+
+pub const SPEC_VERSION: &str = "1.0";
+pub const CONTENT_TYPE: &str = "application/cloudevents+json";
+pub const DATA_CONTENT_TYPE: &str = "application/json";
+
+/// CloudEvents `type` values.
+pub mod types {
+    pub const REQUESTED: &str = "sn.generate.requested.v1";
+    pub const RESERVED: &str = "sn.range.reserved.v1";
+    pub const GENERATED: &str = "sn.serials.generated.v1";
+    pub const COMPLETED: &str = "sn.task.completed.v1";
+    pub const FAILED: &str = "sn.task.failed.v1";
+}
+
+/// Machine-readable failure codes carried by `sn.task.failed.v1`.
+pub mod codes {
+    pub const RANGE_CONFLICT: &str = "range_conflict";
+    pub const RANGE_EXHAUSTED: &str = "range_exhausted";
+    pub const INVALID_REQUEST: &str = "invalid_request";
+    pub const INTERNAL: &str = "internal";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerateRequested {
+    pub task_id: Uuid,
+    pub code_model: String,
+    pub number: Option<u64>,
+    pub count: u64,
+    pub format: Format,
+    #[serde(with = "time::serde::rfc3339")]
+    pub requested_at: OffsetDateTime,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeReserved {
+    pub task_id: Uuid,
+    pub code_model: String,
+    pub first: u64,
+    pub last: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SerialsGenerated {
+    pub task_id: Uuid,
+    pub code_model: String,
+    pub batch: u64,
+    pub first_number: u64,
+    /// How many serials this batch carries (`serials.len()`), so a fold can count them
+    /// without reading them.
+    pub count: u64,
+    /// Empty when decoded with [`Event::from_json_without_serials`].
+    #[serde(default)]
+    pub serials: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskCompleted {
+    pub task_id: Uuid,
+    pub code_model: String,
+    pub count: u64,
+    pub first_serial: String,
+    pub last_serial: String,
+    pub batches: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFailed {
+    pub task_id: Uuid,
+    pub code_model: String,
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventData {
+    Requested(GenerateRequested),
+    Reserved(RangeReserved),
+    Generated(SerialsGenerated),
+    Completed(TaskCompleted),
+    Failed(TaskFailed),
+}
+
+impl EventData {
+    pub fn kind(&self) -> Kind {
+        match self {
+            EventData::Requested(_) => Kind::Requested,
+            EventData::Reserved(_) => Kind::Reserved,
+            EventData::Generated(_) => Kind::Generated,
+            EventData::Completed(_) => Kind::Completed,
+            EventData::Failed(_) => Kind::Failed,
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        type_name(self.kind())
+    }
+
+    pub fn task_id(&self) -> Uuid {
+        match self {
+            EventData::Requested(d) => d.task_id,
+            EventData::Reserved(d) => d.task_id,
+            EventData::Generated(d) => d.task_id,
+            EventData::Completed(d) => d.task_id,
+            EventData::Failed(d) => d.task_id,
+        }
+    }
+
+    pub fn code_model(&self) -> &str {
+        match self {
+            EventData::Requested(d) => &d.code_model,
+            EventData::Reserved(d) => &d.code_model,
+            EventData::Generated(d) => &d.code_model,
+            EventData::Completed(d) => &d.code_model,
+            EventData::Failed(d) => &d.code_model,
+        }
+    }
+
+    /// The deterministic event id.
+    pub fn event_id(&self) -> String {
+        match self {
+            EventData::Generated(d) => generated_id(d.task_id, d.batch),
+            other => format!("{}:{}", other.task_id(), other.kind().token()),
+        }
+    }
+}
+
+pub fn type_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Requested => types::REQUESTED,
+        Kind::Reserved => types::RESERVED,
+        Kind::Generated => types::GENERATED,
+        Kind::Completed => types::COMPLETED,
+        Kind::Failed => types::FAILED,
+    }
+}
+
+pub fn generated_id(task_id: Uuid, batch: u64) -> String {
+    format!("{task_id}:generated:{batch}")
+}
+
+/// One CloudEvent. `subject` (the task id) and `type` follow from `data`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: String,
+    pub source: String,
+    pub time: OffsetDateTime,
+    pub traceparent: Option<String>,
+    pub data: EventData,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("cannot decode event: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("cannot decode event: unknown type {0:?}")]
+    UnknownType(String),
+    #[error("cannot decode event: specversion {0:?} is not 1.0")]
+    SpecVersion(String),
+}
+
+#[derive(Serialize)]
+struct EnvelopeOut<'a> {
+    specversion: &'static str,
+    id: &'a str,
+    source: &'a str,
+    #[serde(rename = "type")]
+    ty: &'static str,
+    subject: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    time: OffsetDateTime,
+    datacontenttype: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent: Option<&'a str>,
+    data: DataOut<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum DataOut<'a> {
+    Requested(&'a GenerateRequested),
+    Reserved(&'a RangeReserved),
+    Generated(&'a SerialsGenerated),
+    Completed(&'a TaskCompleted),
+    Failed(&'a TaskFailed),
+}
+
+#[derive(Deserialize)]
+struct EnvelopeIn<'a> {
+    specversion: String,
+    id: String,
+    source: String,
+    #[serde(rename = "type")]
+    ty: String,
+    #[serde(with = "time::serde::rfc3339")]
+    time: OffsetDateTime,
+    #[serde(default)]
+    traceparent: Option<String>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+/// `sn.serials.generated.v1` data as a fold reads it: everything but the serials themselves.
+#[derive(Deserialize)]
+struct GeneratedSummary {
+    task_id: Uuid,
+    code_model: String,
+    batch: u64,
+    first_number: u64,
+    count: u64,
+    #[allow(dead_code)]
+    serials: IgnoredAny,
+}
+
+impl Event {
+    /// A new event stamped now, with its deterministic id.
+    pub fn new(source: &str, data: EventData) -> Event {
+        Event {
+            id: data.event_id(),
+            source: source.to_owned(),
+            time: OffsetDateTime::now_utc(),
+            traceparent: None,
+            data,
+        }
+    }
+
+    pub fn with_traceparent(mut self, traceparent: Option<String>) -> Event {
+        self.traceparent = traceparent;
+        self
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        self.data.type_name()
+    }
+
+    pub fn task_id(&self) -> Uuid {
+        self.data.task_id()
+    }
+
+    /// The NATS subject this event is published on.
+    pub fn nats_subject(&self) -> String {
+        let model = self.data.code_model();
+        match self.data.kind() {
+            Kind::Reserved => subjects::reserved(model),
+            kind => subjects::task(kind, model, self.task_id()),
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let data = match &self.data {
+            EventData::Requested(d) => DataOut::Requested(d),
+            EventData::Reserved(d) => DataOut::Reserved(d),
+            EventData::Generated(d) => DataOut::Generated(d),
+            EventData::Completed(d) => DataOut::Completed(d),
+            EventData::Failed(d) => DataOut::Failed(d),
+        };
+        let out = EnvelopeOut {
+            specversion: SPEC_VERSION,
+            id: &self.id,
+            source: &self.source,
+            ty: self.type_name(),
+            subject: self.task_id(),
+            time: self.time,
+            datacontenttype: DATA_CONTENT_TYPE,
+            traceparent: self.traceparent.as_deref(),
+            data,
+        };
+        // Serialising plain structs into a Vec cannot fail.
+        serde_json::to_vec(&out).expect("events serialise")
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Event, DecodeError> {
+        Self::decode(bytes, true)
+    }
+
+    /// Decodes an event but skips the serial strings of a generated batch (left empty): what
+    /// a fold needs, at a fraction of the cost.
+    pub fn from_json_without_serials(bytes: &[u8]) -> Result<Event, DecodeError> {
+        Self::decode(bytes, false)
+    }
+
+    fn decode(bytes: &[u8], serials: bool) -> Result<Event, DecodeError> {
+        let env: EnvelopeIn<'_> = serde_json::from_slice(bytes)?;
+        if env.specversion != SPEC_VERSION {
+            return Err(DecodeError::SpecVersion(env.specversion));
+        }
+        let raw = env.data.get();
+        let data = match env.ty.as_str() {
+            types::REQUESTED => EventData::Requested(serde_json::from_str(raw)?),
+            types::RESERVED => EventData::Reserved(serde_json::from_str(raw)?),
+            types::GENERATED if serials => EventData::Generated(serde_json::from_str(raw)?),
+            types::GENERATED => {
+                let s: GeneratedSummary = serde_json::from_str(raw)?;
+                EventData::Generated(SerialsGenerated {
+                    task_id: s.task_id,
+                    code_model: s.code_model,
+                    batch: s.batch,
+                    first_number: s.first_number,
+                    count: s.count,
+                    serials: Vec::new(),
+                })
+            }
+            types::COMPLETED => EventData::Completed(serde_json::from_str(raw)?),
+            types::FAILED => EventData::Failed(serde_json::from_str(raw)?),
+            _ => return Err(DecodeError::UnknownType(env.ty)),
+        };
+        Ok(Event {
+            id: env.id,
+            source: env.source,
+            time: env.time,
+            traceparent: env.traceparent,
+            data,
+        })
+    }
+}
+
+/// Everything needed to encode one generated batch straight from numbers, without building
+/// a `String` per serial.
+pub struct GeneratedBatch<'a> {
+    pub source: &'a str,
+    pub task_id: Uuid,
+    pub code_model: &'a str,
+    pub batch: u64,
+    pub first_number: u64,
+    pub count: u64,
+    pub formatter: &'a SerialFormatter,
+    pub traceparent: Option<&'a str>,
+}
+
+impl GeneratedBatch<'_> {
+    /// The event id this batch is published under.
+    pub fn id(&self) -> String {
+        generated_id(self.task_id, self.batch)
+    }
+
+    /// Encodes the batch as the same JSON `Event::to_json` would give for it. Model codes and
+    /// serials are `[A-Za-z0-9_-]`, so they are written without escaping.
+    pub fn encode(&self, time: OffsetDateTime, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let ts = time
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let _ = write!(
+            out,
+            r#"{{"specversion":"1.0","id":"{}","source":{},"type":"{}","subject":"{}","time":"{}","datacontenttype":"{}","#,
+            self.id(),
+            serde_json::Value::from(self.source),
+            types::GENERATED,
+            self.task_id,
+            ts,
+            DATA_CONTENT_TYPE,
+        );
+        if let Some(tp) = self.traceparent {
+            let _ = write!(out, r#""traceparent":{},"#, serde_json::Value::from(tp));
+        }
+        let _ = write!(
+            out,
+            r#""data":{{"task_id":"{}","code_model":"{}","batch":{},"first_number":{},"count":{},"serials":["#,
+            self.task_id, self.code_model, self.batch, self.first_number, self.count
+        );
+        for i in 0..self.count {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'"');
+            self.formatter.write(self.first_number + i, out);
+            out.push(b'"');
+        }
+        out.extend_from_slice(b"]}}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn requested() -> GenerateRequested {
+        GenerateRequested {
+            task_id: Uuid::new_v4(),
+            code_model: "0111".into(),
+            number: Some(1),
+            count: 10,
+            format: Format::default(),
+            requested_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
+            idempotency_key: None,
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_every_field() {
+        let ev = Event::new("/sn/gateway", EventData::Requested(requested()))
+            .with_traceparent(Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()));
+        let back = Event::from_json(&ev.to_json()).unwrap();
+        assert_eq!(back, ev);
+        let v: serde_json::Value = serde_json::from_slice(&ev.to_json()).unwrap();
+        assert_eq!(v["specversion"], "1.0");
+        assert_eq!(v["type"], types::REQUESTED);
+        assert_eq!(v["subject"], ev.task_id().to_string());
+        assert_eq!(v["datacontenttype"], "application/json");
+        assert_eq!(v["data"]["format"]["check_digit"], "none");
+        assert_eq!(ev.nats_subject(), format!("sn.0111.requested.{}", ev.task_id()));
+    }
+
+    #[test]
+    fn ids_are_deterministic() {
+        let r = requested();
+        let a = Event::new("a", EventData::Requested(r.clone()));
+        let b = Event::new("b", EventData::Requested(r.clone()));
+        assert_eq!(a.id, b.id);
+        assert_eq!(a.id, format!("{}:requested", r.task_id));
+    }
+
+    #[test]
+    fn fast_batch_encoding_matches_the_generic_one() {
+        let task_id = Uuid::new_v4();
+        let f = SerialFormatter::new("0111", Format::default());
+        let batch = GeneratedBatch {
+            source: "/sn/generator",
+            task_id,
+            code_model: "0111",
+            batch: 2,
+            first_number: 21,
+            count: 3,
+            formatter: &f,
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        };
+        let time = OffsetDateTime::now_utc();
+        let mut buf = Vec::new();
+        batch.encode(time, &mut buf);
+        let ev = Event::from_json(&buf).unwrap();
+        assert_eq!(ev.id, batch.id());
+        assert_eq!(ev.time, time);
+        let EventData::Generated(g) = &ev.data else { panic!("not a batch") };
+        assert_eq!(g.serials, ["011100000021", "011100000022", "011100000023"]);
+        assert_eq!((g.batch, g.first_number, g.count), (2, 21, 3));
+        let light = Event::from_json_without_serials(&buf).unwrap();
+        let EventData::Generated(g) = &light.data else { panic!("not a batch") };
+        assert!(g.serials.is_empty());
+        assert_eq!(g.count, 3);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(Event::from_json(b"{").is_err());
+        assert!(Event::from_json(br#"{"specversion":"1.0","id":"x","source":"s","type":"nope","time":"2026-01-01T00:00:00Z","data":{}}"#).is_err());
+        assert!(Event::from_json(br#"{"specversion":"0.3","id":"x","source":"s","type":"sn.task.failed.v1","time":"2026-01-01T00:00:00Z","data":{}}"#).is_err());
+    }
+}
+
+/// A generated batch read without copying its serials: what a download streams out.
+#[derive(Debug, Deserialize)]
+pub struct BorrowedBatch<'a> {
+    pub batch: u64,
+    pub first_number: u64,
+    #[serde(borrow)]
+    pub serials: Vec<&'a str>,
+}
+
+impl<'a> BorrowedBatch<'a> {
+    pub fn parse(bytes: &'a [u8]) -> Result<BorrowedBatch<'a>, DecodeError> {
+        #[derive(Deserialize)]
+        struct Outer<'a> {
+            #[serde(rename = "type")]
+            ty: &'a str,
+            #[serde(borrow)]
+            data: BorrowedBatch<'a>,
+        }
+        let outer: Outer<'a> = serde_json::from_slice(bytes)?;
+        if outer.ty != types::GENERATED {
+            return Err(DecodeError::UnknownType(outer.ty.to_owned()));
+        }
+        Ok(outer.data)
+    }
+}

@@ -1,0 +1,153 @@
+//! NATS and JetStream glue: connecting (and waiting for a server that is not up yet), the `SN`
+//! stream definition, and publishing an event with its dedup id and trace headers.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, message::PublishMessage, stream};
+use async_nats::{Client, HeaderMap};
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::CONTENT_TYPE;
+use crate::subjects;
+
+/// How long JetStream remembers a `Nats-Msg-Id` to drop a repeated publish.
+pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    #[error("cannot connect to NATS at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    #[error("stopped while waiting for NATS at {0}")]
+    Cancelled(String),
+    #[error("cannot read stream {STREAM}: {0}", STREAM = subjects::STREAM)]
+    GetStream(#[source] jetstream::context::GetStreamError),
+    #[error("cannot create stream {STREAM}: {0}", STREAM = subjects::STREAM)]
+    CreateStream(#[source] jetstream::context::CreateStreamError),
+    #[error("cannot update stream {STREAM}: {0}", STREAM = subjects::STREAM)]
+    UpdateStream(#[source] jetstream::context::UpdateStreamError),
+    #[error("cannot read stream info: {0}")]
+    Info(#[source] jetstream::stream::InfoError),
+}
+
+/// Connects to `url`, retrying with backoff until it works or `cancel` fires: services may
+/// start before NATS does (Kubernetes, compose). Once connected, the client reconnects by
+/// itself forever.
+pub async fn connect(url: &str, name: &str, cancel: &CancellationToken) -> Result<Client, NatsError> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let options = async_nats::ConnectOptions::new()
+            .name(name)
+            .max_reconnects(None)
+            .connection_timeout(Duration::from_secs(2))
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis((50u64 << attempts.min(5)).min(2_000))
+            })
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!("NATS connected"),
+                    async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
+                    other => tracing::debug!(event = %other, "NATS event"),
+                }
+            });
+        match options.connect(url).await {
+            Ok(client) => return Ok(client),
+            Err(source) if source.kind() == async_nats::ConnectErrorKind::Io
+                || source.kind() == async_nats::ConnectErrorKind::TimedOut =>
+            {
+                tracing::warn!(%url, error = %source, retry_in = ?delay, "NATS not reachable yet");
+                tokio::select! {
+                    _ = cancel.cancelled() => return Err(NatsError::Cancelled(url.to_owned())),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(source) => return Err(NatsError::Connect { url: url.to_owned(), source }),
+        }
+    }
+}
+
+/// Settings of the `SN` stream that the services own.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamSettings {
+    pub replicas: usize,
+    pub duplicate_window: Duration,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        StreamSettings { replicas: 1, duplicate_window: DEFAULT_DUPLICATE_WINDOW }
+    }
+}
+
+pub fn stream_config(settings: StreamSettings) -> stream::Config {
+    stream::Config {
+        name: subjects::STREAM.to_owned(),
+        subjects: vec![subjects::ALL.to_owned()],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        num_replicas: settings.replicas,
+        duplicate_window: settings.duplicate_window,
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+/// Creates `SN`, or brings an existing one to our subjects and duplicate window. An existing
+/// stream keeps its replica count: changing it is an operator's decision.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    settings: StreamSettings,
+) -> Result<stream::Stream, NatsError> {
+    let wanted = stream_config(settings);
+    match js.get_stream(subjects::STREAM).await {
+        Ok(mut existing) => {
+            let info = existing.info().await.map_err(NatsError::Info)?.config.clone();
+            if info.subjects != wanted.subjects || info.duplicate_window != wanted.duplicate_window
+            {
+                let mut updated = info;
+                updated.subjects = wanted.subjects;
+                updated.duplicate_window = wanted.duplicate_window;
+                js.update_stream(updated).await.map_err(NatsError::UpdateStream)?;
+            }
+            Ok(existing)
+        }
+        Err(e) if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(_)) => {
+            match js.create_stream(wanted).await {
+                Ok(s) => Ok(s),
+                // Another replica created it between our two calls.
+                Err(_) => js.get_stream(subjects::STREAM).await.map_err(NatsError::GetStream),
+            }
+        }
+        Err(e) => Err(NatsError::GetStream(e)),
+    }
+}
+
+/// The headers every event carries: dedup id, content type and the current trace context.
+pub fn event_headers(event_id: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", event_id);
+    headers.insert("Content-Type", CONTENT_TYPE);
+    crate::telemetry::inject_current(&mut headers);
+    headers
+}
+
+/// A publish of one event, ready to send: `Nats-Msg-Id` set, optionally a compare-and-set on
+/// the subject's last sequence.
+pub fn event_publish(event_id: &str, payload: Bytes, expected_last_subject_seq: Option<u64>) -> PublishMessage {
+    let mut publish = PublishMessage::build().payload(payload).headers(event_headers(event_id));
+    if let Some(seq) = expected_last_subject_seq {
+        publish = publish.expected_last_subject_sequence(seq);
+    }
+    publish
+}
+
+/// The last sequence of the stream (0 when empty).
+pub async fn last_sequence(js: &jetstream::Context) -> Result<u64, NatsError> {
+    let stream = js.get_stream_no_info(subjects::STREAM).await.map_err(NatsError::GetStream)?;
+    Ok(stream.get_info().await.map_err(NatsError::Info)?.state.last_sequence)
+}

@@ -1,0 +1,191 @@
+//! How a number becomes a serial: `code_model` + zero-padded number + optional check digit.
+//!
+//! Formatting writes straight into a caller's buffer so the generator never allocates per
+//! serial.
+
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_WIDTH: u8 = 8;
+pub const MAX_WIDTH: u8 = 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckDigit {
+    #[default]
+    None,
+    /// GS1 mod-10: weights 3, 1, 3, ... from the rightmost data digit.
+    Gs1,
+    /// Luhn: every second digit doubled, starting with the rightmost data digit.
+    Luhn,
+}
+
+impl CheckDigit {
+    pub fn parse(s: &str) -> Option<CheckDigit> {
+        Some(match s {
+            "none" => CheckDigit::None,
+            "gs1" => CheckDigit::Gs1,
+            "luhn" => CheckDigit::Luhn,
+            _ => return None,
+        })
+    }
+
+    /// The check digit for `digits` (ASCII '0'..='9'), or `None` for `CheckDigit::None`.
+    pub fn compute(self, digits: &[u8]) -> Option<u8> {
+        let sum: u32 = match self {
+            CheckDigit::None => return None,
+            CheckDigit::Gs1 => digits
+                .iter()
+                .rev()
+                .enumerate()
+                .map(|(i, d)| u32::from(d - b'0') * if i % 2 == 0 { 3 } else { 1 })
+                .sum(),
+            CheckDigit::Luhn => digits
+                .iter()
+                .rev()
+                .enumerate()
+                .map(|(i, d)| {
+                    let d = u32::from(d - b'0');
+                    if i % 2 == 0 {
+                        let x = d * 2;
+                        if x > 9 {
+                            x - 9
+                        } else {
+                            x
+                        }
+                    } else {
+                        d
+                    }
+                })
+                .sum(),
+        };
+        Some(b'0' + ((10 - sum % 10) % 10) as u8)
+    }
+}
+
+/// The `format` of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Format {
+    pub width: u8,
+    pub check_digit: CheckDigit,
+}
+
+impl Default for Format {
+    fn default() -> Self {
+        Format { width: DEFAULT_WIDTH, check_digit: CheckDigit::None }
+    }
+}
+
+impl Format {
+    /// One past the highest number this width can hold (`10^width`), as u128 so width 20 fits.
+    pub fn capacity(self) -> u128 {
+        10u128.pow(u32::from(self.width))
+    }
+
+    /// Length in bytes of every serial of `model` in this format.
+    pub fn serial_len(self, model: &str) -> usize {
+        model.len() + usize::from(self.width) + usize::from(self.check_digit != CheckDigit::None)
+    }
+}
+
+/// Formats serials of one model and format; reused for every number of a task.
+#[derive(Debug, Clone)]
+pub struct SerialFormatter {
+    model: String,
+    format: Format,
+}
+
+impl SerialFormatter {
+    pub fn new(model: &str, format: Format) -> Self {
+        SerialFormatter { model: model.to_owned(), format }
+    }
+
+    /// Appends the serial of `number` to `out`. The caller has checked that the number fits
+    /// the width (see `request`); a wider number is written in full rather than truncated.
+    pub fn write(&self, number: u64, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(self.model.as_bytes());
+        let mut digits = [b'0'; 20];
+        let mut n = number;
+        let mut i = digits.len();
+        while n > 0 {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        let used = digits.len() - i;
+        let width = usize::from(self.format.width).max(used);
+        out.extend_from_slice(&digits[digits.len() - width..]);
+        if let Some(c) = self.format.check_digit.compute(&out[start..]) {
+            out.push(c);
+        }
+    }
+
+    pub fn to_string(&self, number: u64) -> String {
+        let mut out = Vec::with_capacity(self.format.serial_len(&self.model));
+        self.write(number, &mut out);
+        // Only ASCII model bytes and digits were written.
+        String::from_utf8(out).expect("serials are ASCII")
+    }
+
+    /// The number inside `serial` if it is a serial of this model and format (check digit
+    /// verified), else `None`.
+    pub fn parse(&self, serial: &str) -> Option<u64> {
+        let rest = serial.as_bytes().strip_prefix(self.model.as_bytes())?;
+        let check = usize::from(self.format.check_digit != CheckDigit::None);
+        if rest.len() != usize::from(self.format.width) + check {
+            return None;
+        }
+        let digits = &rest[..rest.len() - check];
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let number: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+        (self.to_string(number) == serial).then_some(number)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fmt(model: &str, width: u8, check: CheckDigit, n: u64) -> String {
+        SerialFormatter::new(model, Format { width, check_digit: check }).to_string(n)
+    }
+
+    #[test]
+    fn default_format_pads_to_eight_digits() {
+        assert_eq!(fmt("0111", 8, CheckDigit::None, 1), "011100000001");
+        assert_eq!(fmt("AB", 3, CheckDigit::None, 999), "AB999");
+        assert_eq!(fmt("X", 20, CheckDigit::None, u64::MAX), "X18446744073709551615");
+        assert_eq!(fmt("X", 1, CheckDigit::None, 0), "X0");
+    }
+
+    #[test]
+    fn gs1_matches_published_examples() {
+        // GTIN-13 6291041500213 and GTIN-12 036000291452 (GS1 check digit calculator examples).
+        assert_eq!(CheckDigit::Gs1.compute(b"629104150021"), Some(b'3'));
+        assert_eq!(CheckDigit::Gs1.compute(b"03600029145"), Some(b'2'));
+        assert_eq!(fmt("629104", 6, CheckDigit::Gs1, 150021), "6291041500213");
+    }
+
+    #[test]
+    fn luhn_matches_published_examples() {
+        // The classic 79927398713 and the test card 4111 1111 1111 1111.
+        assert_eq!(CheckDigit::Luhn.compute(b"7992739871"), Some(b'3'));
+        assert_eq!(CheckDigit::Luhn.compute(b"411111111111111"), Some(b'1'));
+        assert_eq!(fmt("79927", 5, CheckDigit::Luhn, 39871), "79927398713");
+    }
+
+    #[test]
+    fn parse_inverts_write_and_checks_the_digit() {
+        let f = SerialFormatter::new("0111", Format { width: 8, check_digit: CheckDigit::Gs1 });
+        let s = f.to_string(42);
+        assert_eq!(f.parse(&s), Some(42));
+        let mut bad = s.clone().into_bytes();
+        let last = bad.len() - 1;
+        bad[last] = if bad[last] == b'0' { b'1' } else { b'0' };
+        assert_eq!(f.parse(std::str::from_utf8(&bad).unwrap()), None);
+        assert_eq!(f.parse("0112000000421"), None);
+        assert_eq!(f.parse("01110000004"), None);
+    }
+}

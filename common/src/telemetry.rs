@@ -1,0 +1,170 @@
+//! Telemetry in one place: the log filter and format, the OTLP trace export, and W3C trace
+//! context carried in NATS headers and CloudEvents.
+
+use std::fmt;
+
+use async_nats::HeaderMap;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Subscriber;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::fmt::format::{Format, Json, JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, TelemetryArgs};
+
+/// Flushes and stops the trace exporter when dropped.
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            if let Err(e) = provider.shutdown() {
+                eprintln!("cannot flush traces: {e}");
+            }
+        }
+    }
+}
+
+/// Installs the global subscriber: `RUST_LOG` filter (default `info`), text or JSON lines,
+/// and OTLP export when an endpoint is configured.
+pub fn init(default_service: &str, args: &TelemetryArgs) -> anyhow::Result<TelemetryGuard> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let service = args.service_name.clone().unwrap_or_else(|| default_service.to_owned());
+
+    let provider = match &args.otlp_endpoint {
+        Some(endpoint) if !endpoint.is_empty() => Some(otlp_provider(&service, endpoint)?),
+        _ => None,
+    };
+    let otel_layer = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service.clone())));
+
+    let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
+    match args.log_format {
+        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init()?,
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .fmt_fields(JsonFields::new())
+                    .event_format(JsonWithTrace(Format::default().json().flatten_event(true))),
+            )
+            .try_init()?,
+    }
+    Ok(TelemetryGuard { provider })
+}
+
+fn otlp_provider(service: &str, endpoint: &str) -> anyhow::Result<SdkTracerProvider> {
+    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+    let endpoint = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
+    // The blocking HTTP client owns a runtime of its own; build it off the async threads.
+    let client = std::thread::spawn(reqwest_blocking_client)
+        .join()
+        .map_err(|_| anyhow::anyhow!("cannot build the OTLP HTTP client"))?;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_http_client(client)
+        .with_endpoint(endpoint)
+        .build()?;
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(opentelemetry_sdk::Resource::builder().with_service_name(service.to_owned()).build())
+        .build())
+}
+
+fn reqwest_blocking_client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::new()
+}
+
+/// The JSON line of tracing-subscriber plus `trace_id` and `span_id` of the active span.
+struct JsonWithTrace(Format<Json>);
+
+impl<S, N> FormatEvent<S, N> for JsonWithTrace
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        let span_cx = tracing::Span::current().context();
+        let span = span_cx.span();
+        let sc = span.span_context();
+        let body = line.trim_end();
+        match body.strip_suffix('}') {
+            Some(open) if sc.is_valid() => writeln!(
+                writer,
+                r#"{open},"trace_id":"{}","span_id":"{}"}}"#,
+                sc.trace_id(),
+                sc.span_id()
+            ),
+            _ => writeln!(writer, "{body}"),
+        }
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key, value.as_str());
+    }
+}
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(|v| v.as_str())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        Vec::new()
+    }
+}
+
+/// Writes `traceparent`/`tracestate` of the current span into NATS headers.
+pub fn inject_current(headers: &mut HeaderMap) {
+    let cx = tracing::Span::current().context();
+    TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
+}
+
+/// The trace context a publisher put in NATS headers (empty when there is none).
+pub fn extract(headers: Option<&HeaderMap>) -> opentelemetry::Context {
+    match headers {
+        Some(h) => TraceContextPropagator::new().extract(&HeaderExtractor(h)),
+        None => opentelemetry::Context::new(),
+    }
+}
+
+/// Makes the context found in `headers` the parent of `span`.
+pub fn set_parent_from(span: &tracing::Span, headers: Option<&HeaderMap>) {
+    let cx = extract(headers);
+    if cx.span().span_context().is_valid() {
+        let _ = span.set_parent(cx);
+    }
+}
+
+/// The W3C `traceparent` of the current span, for the CloudEvents attribute.
+pub fn current_traceparent() -> Option<String> {
+    let cx = tracing::Span::current().context();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| {
+        format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8())
+    })
+}

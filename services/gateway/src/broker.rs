@@ -1,0 +1,98 @@
+//! What the HTTP side needs from NATS, behind one small trait so handlers can be tested with
+//! a fake and no sockets.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy};
+use bytes::Bytes;
+use common::{subjects, Event};
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("NATS is not connected")]
+    Disconnected,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The stream's answer to a publish.
+#[derive(Debug, Clone, Copy)]
+pub struct Accepted {
+    pub sequence: u64,
+    pub duplicate: bool,
+}
+
+pub trait Broker: Send + Sync + 'static {
+    /// Publishes a request event and waits for JetStream's acknowledgement.
+    fn publish(&self, event: &Event) -> BoxFuture<'_, Result<Accepted, BrokerError>>;
+    fn connected(&self) -> bool;
+    /// Last sequence of the stream.
+    fn last_sequence(&self) -> BoxFuture<'_, Result<u64, BrokerError>>;
+    /// Raw payloads of the task's generated events, in stream order.
+    fn generated(
+        &self,
+        model: &str,
+        task: uuid::Uuid,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, Result<Bytes, BrokerError>>, BrokerError>>;
+}
+
+pub struct NatsBroker {
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+}
+
+fn other(e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Other(e.to_string())
+}
+
+impl Broker for NatsBroker {
+    fn publish(&self, event: &Event) -> BoxFuture<'_, Result<Accepted, BrokerError>> {
+        let subject = event.nats_subject();
+        // The CloudEvent carries the same trace context as the NATS headers.
+        let event = event.clone().with_traceparent(common::telemetry::current_traceparent());
+        let publish = common::nats::event_publish(&event.id, event.to_json().into(), None);
+        Box::pin(async move {
+            if !self.connected() {
+                return Err(BrokerError::Disconnected);
+            }
+            let ack = self.js.send_publish(subject, publish).await.map_err(other)?;
+            let ack = tokio::time::timeout(Duration::from_secs(5), ack)
+                .await
+                .map_err(|_| BrokerError::Other("no ack from JetStream in time".into()))?
+                .map_err(other)?;
+            Ok(Accepted { sequence: ack.sequence, duplicate: ack.duplicate })
+        })
+    }
+
+    fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    fn last_sequence(&self) -> BoxFuture<'_, Result<u64, BrokerError>> {
+        Box::pin(async move { common::nats::last_sequence(&self.js).await.map_err(other) })
+    }
+
+    fn generated(
+        &self,
+        model: &str,
+        task: uuid::Uuid,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, Result<Bytes, BrokerError>>, BrokerError>> {
+        let filter = subjects::generated(model, task);
+        Box::pin(async move {
+            let stream = self.js.get_stream_no_info(subjects::STREAM).await.map_err(other)?;
+            let consumer = stream
+                .create_consumer(OrderedConfig {
+                    filter_subject: filter,
+                    deliver_policy: DeliverPolicy::All,
+                    ..Default::default()
+                })
+                .await
+                .map_err(other)?;
+            let messages = consumer.messages().await.map_err(other)?;
+            Ok(messages.map(|m| m.map(|m| m.payload.clone()).map_err(other)).boxed())
+        })
+    }
+}

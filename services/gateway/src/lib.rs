@@ -1,0 +1,80 @@
+//! The gateway: the HTTP API of the serial-number service.
+//!
+//! Writes go out as `GenerateRequested` events (`intake`); every read is served from views
+//! folded from the `SN` stream (`projection`). `broker` is the only door to NATS.
+
+pub mod broker;
+pub mod config;
+mod error;
+mod http;
+mod intake;
+pub mod projection;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use async_nats::jetstream;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::error::ApiError;
+pub use crate::http::router;
+use crate::broker::{Broker, NatsBroker};
+use crate::config::Config;
+use crate::projection::Projection;
+
+/// Everything a handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub projection: Arc<Projection>,
+    pub broker: Arc<dyn Broker>,
+    pub api_token: Option<Arc<str>>,
+    pub max_count: u64,
+}
+
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    js: jetstream::Context,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Binds the HTTP port, connects to NATS and makes sure the stream exists.
+    pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Application> {
+        let listener = tokio::net::TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("cannot bind {}", config.http_addr))?;
+        let client = common::nats::connect(&config.nats.nats_url, "gateway", &shutdown).await?;
+        let js = jetstream::new(client.clone());
+        common::nats::ensure_stream(&js, config.nats.stream()).await?;
+        http::init_metrics();
+        let state = AppState {
+            projection: Arc::new(Projection::default()),
+            broker: Arc::new(NatsBroker { client, js: js.clone() }),
+            api_token: config.api_token.filter(|t| !t.is_empty()).map(Arc::from),
+            max_count: config.max_count,
+        };
+        Ok(Application { listener, state, js, shutdown })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    /// Serves HTTP and follows the stream until shutdown, then drains in-flight requests.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application { listener, state, js, shutdown } = self;
+        let projection = tokio::spawn(projection::run(state.projection.clone(), js, shutdown.clone()));
+        let app = router(state);
+        let stop = shutdown.clone();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+            .context("HTTP server failed")?;
+        shutdown.cancel();
+        projection.await.ok();
+        Ok(())
+    }
+}

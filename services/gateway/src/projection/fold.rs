@@ -1,0 +1,410 @@
+//! The views the gateway serves, as a pure fold of the `SN` stream.
+//!
+//! `Views::apply` is idempotent (a repeated event id changes nothing) and tolerant of order
+//! within a task (a batch seen before its request still counts; states only move forward).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use common::events::{EventData, GenerateRequested};
+use common::Event;
+use common::Format;
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Celery's state names, so old clients keep working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum State {
+    Pending,
+    Started,
+    Success,
+    Failure,
+}
+
+impl State {
+    pub fn parse(s: &str) -> Option<State> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "PENDING" => State::Pending,
+            "STARTED" => State::Started,
+            "SUCCESS" => State::Success,
+            "FAILURE" => State::Failure,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "PENDING",
+            State::Started => "STARTED",
+            State::Success => "SUCCESS",
+            State::Failure => "FAILURE",
+        }
+    }
+
+    fn is_final(self) -> bool {
+        matches!(self, State::Success | State::Failure)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskError {
+    pub code: String,
+    pub message: String,
+}
+
+/// `GET /tasks/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskView {
+    pub id: Uuid,
+    pub state: State,
+    pub code_model: String,
+    /// The first number: as requested, or as reserved once the generator picked it.
+    pub number: Option<u64>,
+    pub count: u64,
+    pub generated: u64,
+    pub first_serial: Option<String>,
+    pub last_serial: Option<String>,
+    pub error: Option<TaskError>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub created_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub started_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+    pub format: Format,
+    #[serde(skip)]
+    pub request: Option<GenerateRequested>,
+    /// Reserved `[first, last]`.
+    #[serde(skip)]
+    pub range: Option<(u64, u64)>,
+    /// Generated batches the view holds, from the completion event.
+    #[serde(skip)]
+    pub batches: Option<u64>,
+    #[serde(skip)]
+    seen_batches: HashSet<u64>,
+}
+
+impl TaskView {
+    fn new(id: Uuid, code_model: &str) -> TaskView {
+        TaskView {
+            id,
+            state: State::Pending,
+            code_model: code_model.to_owned(),
+            number: None,
+            count: 0,
+            generated: 0,
+            first_serial: None,
+            last_serial: None,
+            error: None,
+            created_at: None,
+            started_at: None,
+            finished_at: None,
+            format: Format::default(),
+            request: None,
+            range: None,
+            batches: None,
+            seen_batches: HashSet::new(),
+        }
+    }
+
+    fn advance(&mut self, to: State) {
+        if !self.state.is_final() && to > self.state {
+            self.state = to;
+        }
+    }
+}
+
+/// One issued range of a model, as the gateway's ledger sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IssuedRange {
+    pub first: u64,
+    pub last: u64,
+    pub task: Uuid,
+}
+
+#[derive(Debug, Default)]
+pub struct Views {
+    tasks: HashMap<Uuid, TaskView>,
+    /// Task ids by the stream sequence of their first event: the order of `GET /tasks`.
+    order: BTreeMap<u64, Uuid>,
+    ledger: HashMap<String, BTreeMap<u64, IssuedRange>>,
+    idempotency: HashMap<String, Uuid>,
+    counts: HashMap<State, u64>,
+}
+
+impl Views {
+    /// Folds the event found at stream sequence `seq`; returns the task it changed.
+    pub fn apply(&mut self, seq: u64, event: &Event) -> Option<Uuid> {
+        let id = event.task_id();
+        let model = event.data.code_model();
+        let view = match self.tasks.get_mut(&id) {
+            Some(v) => v,
+            None => {
+                self.order.insert(seq, id);
+                *self.counts.entry(State::Pending).or_default() += 1;
+                self.tasks.entry(id).or_insert_with(|| TaskView::new(id, model))
+            }
+        };
+        let before = (view.state, view.generated);
+        match &event.data {
+            EventData::Requested(r) => {
+                if view.request.is_some() {
+                    return None;
+                }
+                view.count = r.count;
+                view.format = r.format;
+                if view.number.is_none() {
+                    view.number = r.number;
+                }
+                view.created_at = Some(r.requested_at);
+                if let Some(key) = &r.idempotency_key {
+                    self.idempotency.entry(key.clone()).or_insert(id);
+                }
+                view.request = Some(r.clone());
+            }
+            EventData::Reserved(r) => {
+                if view.range.is_some() {
+                    return None;
+                }
+                view.range = Some((r.first, r.last));
+                view.number = Some(r.first);
+                view.started_at.get_or_insert(event.time);
+                view.advance(State::Started);
+                let ranges = self.ledger.entry(r.code_model.clone()).or_default();
+                ranges.insert(r.first, IssuedRange { first: r.first, last: r.last, task: id });
+            }
+            EventData::Generated(g) => {
+                if view.state.is_final() || !view.seen_batches.insert(g.batch) {
+                    return None;
+                }
+                view.generated += g.count;
+                view.started_at.get_or_insert(event.time);
+                view.advance(State::Started);
+            }
+            EventData::Completed(c) => {
+                if view.state.is_final() {
+                    return None;
+                }
+                view.advance(State::Success);
+                view.generated = c.count;
+                view.count = c.count;
+                view.batches = Some(c.batches);
+                view.first_serial = Some(c.first_serial.clone());
+                view.last_serial = Some(c.last_serial.clone());
+                view.finished_at = Some(event.time);
+                view.seen_batches = HashSet::new();
+            }
+            EventData::Failed(f) => {
+                if view.state.is_final() {
+                    return None;
+                }
+                view.advance(State::Failure);
+                view.error = Some(TaskError { code: f.code.clone(), message: f.message.clone() });
+                view.finished_at = Some(event.time);
+                view.seen_batches = HashSet::new();
+            }
+        }
+        if view.state != before.0 {
+            *self.counts.entry(before.0).or_default() -= 1;
+            *self.counts.entry(view.state).or_default() += 1;
+        }
+        Some(id)
+    }
+
+    pub fn task(&self, id: &Uuid) -> Option<&TaskView> {
+        self.tasks.get(id)
+    }
+
+    pub fn by_idempotency_key(&self, key: &str) -> Option<&TaskView> {
+        self.tasks.get(self.idempotency.get(key)?)
+    }
+
+    /// An issued range of `model` overlapping `[first, last]`, if any.
+    pub fn overlap(&self, model: &str, first: u64, last: u64) -> Option<IssuedRange> {
+        self.ledger
+            .get(model)?
+            .range(..=last)
+            .next_back()
+            .map(|(_, r)| *r)
+            .filter(|r| r.last >= first)
+    }
+
+    /// Issued ranges of every model, ordered by model then first number.
+    pub fn ledger(&self) -> impl Iterator<Item = (&str, &IssuedRange)> {
+        self.ledger.iter().flat_map(|(m, r)| r.values().map(move |x| (m.as_str(), x)))
+    }
+
+    /// Models whose code starts `serial`: the candidates of a lookup.
+    pub fn models_prefixing<'a>(&'a self, serial: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.ledger.keys().map(String::as_str).filter(move |m| serial.starts_with(m))
+    }
+
+    /// Tasks newest first, from before `cursor` (a stream sequence), filtered.
+    pub fn list(
+        &self,
+        state: Option<State>,
+        code_model: Option<&str>,
+        cursor: Option<u64>,
+        limit: usize,
+    ) -> (Vec<&TaskView>, Option<u64>) {
+        let mut items = Vec::new();
+        let upper = cursor.unwrap_or(u64::MAX);
+        for (seq, id) in self.order.range(..upper).rev() {
+            let Some(v) = self.tasks.get(id) else { continue };
+            if state.is_some_and(|s| s != v.state) || code_model.is_some_and(|m| m != v.code_model) {
+                continue;
+            }
+            if items.len() == limit {
+                return (items, Some(*seq + 1));
+            }
+            items.push(v);
+        }
+        (items, None)
+    }
+
+    /// Tasks per state.
+    pub fn counts(&self) -> HashMap<State, u64> {
+        self.counts.clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::events::{GenerateRequested, RangeReserved, SerialsGenerated, TaskCompleted, TaskFailed};
+
+    fn ev(data: EventData) -> Event {
+        Event::new("/test", data)
+    }
+
+    fn requested(id: Uuid, number: Option<u64>, count: u64) -> Event {
+        ev(EventData::Requested(GenerateRequested {
+            task_id: id,
+            code_model: "0111".into(),
+            number,
+            count,
+            format: Format::default(),
+            requested_at: OffsetDateTime::now_utc(),
+            idempotency_key: Some(format!("key-{id}")),
+        }))
+    }
+
+    fn reserved(id: Uuid, first: u64, last: u64) -> Event {
+        ev(EventData::Reserved(RangeReserved { task_id: id, code_model: "0111".into(), first, last }))
+    }
+
+    fn batch(id: Uuid, batch: u64, count: u64) -> Event {
+        ev(EventData::Generated(SerialsGenerated {
+            task_id: id,
+            code_model: "0111".into(),
+            batch,
+            first_number: 1 + batch * 10,
+            count,
+            serials: vec![],
+        }))
+    }
+
+    fn completed(id: Uuid, count: u64) -> Event {
+        ev(EventData::Completed(TaskCompleted {
+            task_id: id,
+            code_model: "0111".into(),
+            count,
+            first_serial: "011100000001".into(),
+            last_serial: format!("0111{count:08}"),
+            batches: 2,
+        }))
+    }
+
+    #[test]
+    fn a_task_moves_from_pending_to_success() {
+        let mut v = Views::default();
+        let id = Uuid::new_v4();
+        v.apply(1, &requested(id, Some(1), 20));
+        assert_eq!(v.task(&id).unwrap().state, State::Pending);
+        v.apply(2, &reserved(id, 1, 20));
+        v.apply(3, &batch(id, 0, 10));
+        let t = v.task(&id).unwrap();
+        assert_eq!((t.state, t.generated), (State::Started, 10));
+        v.apply(4, &batch(id, 1, 10));
+        v.apply(5, &completed(id, 20));
+        let t = v.task(&id).unwrap();
+        assert_eq!(t.state, State::Success);
+        assert_eq!(t.generated, 20);
+        assert_eq!(t.last_serial.as_deref(), Some("011100000020"));
+        assert_eq!(v.overlap("0111", 20, 30).map(|r| r.task), Some(id));
+        assert_eq!(v.overlap("0111", 21, 30), None);
+        assert_eq!(v.by_idempotency_key(&format!("key-{id}")).map(|t| t.id), Some(id));
+        assert_eq!(v.counts()[&State::Success], 1);
+        assert_eq!(v.counts()[&State::Pending], 0);
+    }
+
+    #[test]
+    fn repeated_events_change_nothing() {
+        let events = {
+            let id = Uuid::new_v4();
+            vec![requested(id, None, 20), reserved(id, 1, 20), batch(id, 0, 10), batch(id, 1, 10), completed(id, 20)]
+        };
+        let mut once = Views::default();
+        for (i, e) in events.iter().enumerate() {
+            once.apply(i as u64 + 1, e);
+        }
+        let mut twice = Views::default();
+        let mut seq = 0;
+        for e in events.iter().chain(events.iter()) {
+            seq += 1;
+            twice.apply(seq, e);
+        }
+        let id = events[0].task_id();
+        assert_eq!(once.task(&id), twice.task(&id));
+        assert_eq!(twice.len(), 1);
+        assert_eq!(twice.list(None, None, None, 10).0.len(), 1);
+    }
+
+    #[test]
+    fn batches_before_the_request_still_count_and_states_never_go_back() {
+        let mut v = Views::default();
+        let id = Uuid::new_v4();
+        v.apply(1, &batch(id, 0, 10));
+        v.apply(2, &completed(id, 20));
+        v.apply(3, &batch(id, 1, 10));
+        v.apply(4, &requested(id, Some(1), 20));
+        let t = v.task(&id).unwrap();
+        assert_eq!((t.state, t.generated, t.count), (State::Success, 20, 20));
+        v.apply(5, &ev(EventData::Failed(TaskFailed {
+            task_id: id,
+            code_model: "0111".into(),
+            code: "internal".into(),
+            message: "late".into(),
+        })));
+        assert_eq!(v.task(&id).unwrap().state, State::Success);
+    }
+
+    #[test]
+    fn list_is_newest_first_with_a_cursor_and_filters() {
+        let mut v = Views::default();
+        let ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            v.apply(i as u64 + 1, &requested(*id, None, 1));
+        }
+        v.apply(10, &completed(ids[1], 1));
+        let (page, cursor) = v.list(None, None, None, 2);
+        assert_eq!(page.iter().map(|t| t.id).collect::<Vec<_>>(), [ids[4], ids[3]]);
+        let (page, cursor) = v.list(None, None, cursor, 2);
+        assert_eq!(page.iter().map(|t| t.id).collect::<Vec<_>>(), [ids[2], ids[1]]);
+        let (page, cursor) = v.list(None, None, cursor, 2);
+        assert_eq!(page.iter().map(|t| t.id).collect::<Vec<_>>(), [ids[0]]);
+        assert_eq!(cursor, None);
+        let (page, _) = v.list(Some(State::Success), None, None, 10);
+        assert_eq!(page.iter().map(|t| t.id).collect::<Vec<_>>(), [ids[1]]);
+        assert!(v.list(None, Some("other"), None, 10).0.is_empty());
+    }
+}

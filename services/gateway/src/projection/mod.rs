@@ -1,0 +1,157 @@
+//! The gateway's read side: folds the whole `SN` stream from the start (ordered consumer),
+//! then follows it. Nothing here cannot be rebuilt from the stream.
+
+mod fold;
+
+pub use fold::{IssuedRange, State, TaskError, TaskView, Views};
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy};
+use common::{subjects, Event};
+use futures::StreamExt;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+/// The folded views, the stream position they reflect, and a feed of changed tasks.
+pub struct Projection {
+    views: RwLock<Views>,
+    position: watch::Sender<u64>,
+    caught_up: AtomicBool,
+    changes: broadcast::Sender<uuid::Uuid>,
+}
+
+impl Default for Projection {
+    fn default() -> Self {
+        Projection {
+            views: RwLock::new(Views::default()),
+            position: watch::Sender::new(0),
+            caught_up: AtomicBool::new(false),
+            changes: broadcast::channel(4096).0,
+        }
+    }
+}
+
+impl Projection {
+    pub fn views(&self) -> RwLockReadGuard<'_, Views> {
+        self.views.read().expect("views lock poisoned")
+    }
+
+    /// Folds one event at stream sequence `seq`.
+    pub fn apply(&self, seq: u64, event: &Event) {
+        let changed = self.views.write().expect("views lock poisoned").apply(seq, event);
+        self.position.send_replace(seq);
+        if let Some(id) = changed {
+            let _ = self.changes.send(id);
+        }
+    }
+
+    /// Records a position without an event (an undecodable message was skipped).
+    pub fn skip(&self, seq: u64) {
+        self.position.send_replace(seq);
+    }
+
+    pub fn position(&self) -> u64 {
+        *self.position.borrow()
+    }
+
+    pub fn caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Relaxed)
+    }
+
+    pub fn set_caught_up(&self) {
+        if !self.caught_up.swap(true, Ordering::Relaxed) {
+            tracing::info!(position = self.position(), tasks = self.views().len(), "projection caught up");
+        }
+    }
+
+    /// Waits (bounded) until the fold has reached stream sequence `seq`.
+    pub async fn wait_for(&self, seq: u64, timeout: Duration) -> bool {
+        let mut rx = self.position.subscribe();
+        let reached = matches!(tokio::time::timeout(timeout, rx.wait_for(|p| *p >= seq)).await, Ok(Ok(_)));
+        reached
+    }
+
+    /// Task ids as they change.
+    pub fn subscribe(&self) -> broadcast::Receiver<uuid::Uuid> {
+        self.changes.subscribe()
+    }
+}
+
+/// Folds the stream into `projection` until `cancel`, recreating the consumer from the last
+/// folded sequence after any interruption.
+pub async fn run(projection: Arc<Projection>, js: jetstream::Context, cancel: CancellationToken) {
+    let mut delay = Duration::from_millis(100);
+    while !cancel.is_cancelled() {
+        match follow(&projection, &js, &cancel).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "projection interrupted");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+async fn follow(
+    projection: &Projection,
+    js: &jetstream::Context,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    let start = projection.position() + 1;
+    let stream = js.get_stream_no_info(subjects::STREAM).await?;
+    let mut consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: subjects::ALL.to_owned(),
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start },
+            ..Default::default()
+        })
+        .await?;
+    if consumer.info().await?.num_pending == 0 {
+        projection.set_caught_up();
+    }
+    let mut messages = consumer.messages().await?;
+    let mut last_report = Instant::now();
+    loop {
+        let msg = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            m = messages.next() => m,
+        };
+        let msg = match msg {
+            Some(m) => m?,
+            None => anyhow::bail!("projection consumer ended"),
+        };
+        let info = msg.info().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (seq, pending) = (info.stream_sequence, info.pending);
+        match Event::from_json_without_serials(&msg.payload) {
+            Ok(event) => {
+                let span = tracing::debug_span!(
+                    "project",
+                    task_id = %event.task_id(),
+                    messaging.system = "nats",
+                    messaging.destination.name = %msg.subject,
+                );
+                common::telemetry::set_parent_from(&span, msg.headers.as_ref());
+                span.in_scope(|| projection.apply(seq, &event));
+            }
+            Err(e) => {
+                tracing::warn!(seq, subject = %msg.subject, error = %e, "skipping an undecodable event");
+                projection.skip(seq);
+            }
+        }
+        metrics::counter!("sn_projection_events_total").increment(1);
+        if pending == 0 {
+            projection.set_caught_up();
+        }
+        if pending == 0 || last_report.elapsed() > Duration::from_secs(1) {
+            metrics::gauge!("sn_projection_lag_events").set(pending as f64);
+            last_report = Instant::now();
+        }
+    }
+}

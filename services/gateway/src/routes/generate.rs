@@ -1,0 +1,109 @@
+//! `POST /generate_sn`: the serial task kind's request. Checks the body, answers 409 at once
+//! when the gateway's ledger already shows an overlap, honours `Idempotency-Key`.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
+use common::events::{codes, EventData, GenerateRequested};
+use common::{Event, GenerateSpec};
+use time::OffsetDateTime;
+use tracing::instrument;
+
+use crate::intake::{self, BODY_LIMIT};
+use crate::{ApiError, AppState};
+
+pub const SOURCE: &str = "/sn/gateway";
+
+/// Reads a JSON body: 415 unless JSON, 413 over the limit, 400 unless it parses.
+pub async fn json_body(headers: &HeaderMap, body: Body) -> Result<serde_json::Value, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type must be application/json, not {:?}",
+            content_type
+        )));
+    }
+    let bytes = axum::body::to_bytes(body, BODY_LIMIT)
+        .await
+        .map_err(|_| ApiError::TooLarge(BODY_LIMIT))?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))
+}
+
+fn same_request(spec: &GenerateSpec, earlier: &GenerateRequested) -> bool {
+    spec.code_model == earlier.code_model
+        && spec.number == earlier.number
+        && spec.count == earlier.count
+        && spec.format == earlier.format
+}
+
+fn mismatch() -> ApiError {
+    ApiError::IdempotencyMismatch("Idempotency-Key was already used with a different body".into())
+}
+
+#[instrument(name = "generate_sn", skip_all, fields(task_id))]
+pub async fn generate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let value = json_body(&headers, body).await?;
+    let spec = GenerateSpec::from_json(&value, state.max_count).map_err(|e| {
+        ApiError::Unprocessable { field: e.field.to_owned(), message: e.message }
+    })?;
+    let key = intake::idempotency_key(&headers)?;
+    let task_id = intake::task_id_for(key.as_deref());
+    tracing::Span::current().record("task_id", tracing::field::display(task_id));
+
+    // A replay of an idempotent request answers from the views.
+    if key.is_some() {
+        if let Some(view) = state.projection.views().task(&task_id) {
+            return match &view.request {
+                Some(earlier) if same_request(&spec, earlier) => Ok(intake::accepted(task_id, view.state)),
+                _ => Err(mismatch()),
+            };
+        }
+    }
+    if let Some(number) = spec.number {
+        let last = number + (spec.count - 1);
+        if let Some(hit) = state.projection.views().overlap(&spec.code_model, number, last) {
+            return Err(ApiError::Conflict {
+                code: codes::RANGE_CONFLICT,
+                message: format!(
+                    "numbers {number}..={last} overlap {}..={} issued to task {}",
+                    hit.first, hit.last, hit.task
+                ),
+            });
+        }
+    }
+
+    let event = Event::new(
+        SOURCE,
+        EventData::Requested(GenerateRequested {
+            task_id,
+            code_model: spec.code_model.clone(),
+            number: spec.number,
+            count: spec.count,
+            format: spec.format,
+            requested_at: OffsetDateTime::now_utc(),
+            idempotency_key: key.clone(),
+        }),
+    );
+    let accepted = intake::submit(&state, &event).await?;
+    if accepted.duplicate {
+        // Another gateway (or an earlier try) sent this key inside the duplicate window: the
+        // stored request decides whether this body is the same.
+        state.projection.wait_for(accepted.sequence, Duration::from_secs(2)).await;
+        if let Some(view) = state.projection.views().task(&task_id) {
+            if !view.request.as_ref().is_some_and(|r| same_request(&spec, r)) {
+                return Err(mismatch());
+            }
+            return Ok(intake::accepted(task_id, view.state));
+        }
+    }
+    metrics::counter!("sn_requests_accepted_total").increment(1);
+    Ok(intake::accepted(task_id, crate::projection::State::Pending))
+}

@@ -1,0 +1,7 @@
+//! One module per group of routes; `http::router` wires them.
+
+pub mod generate;
+pub mod health;
+pub mod lookup;
+pub mod serials;
+pub mod tasks;

@@ -1,0 +1,192 @@
+//! `GET /tasks/{id}/serials`: the serials of a finished task, streamed from the task's
+//! generated events in JetStream, one batch at a time, never held whole in memory.
+
+use std::collections::BTreeMap;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use common::events::BorrowedBatch;
+use futures::stream::{self, BoxStream};
+use futures::StreamExt;
+
+use crate::broker::BrokerError;
+use crate::projection::State as TaskState;
+use crate::routes::tasks::{find, parse_id};
+use crate::{ApiError, AppState};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    Text,
+    Csv,
+    Ndjson,
+}
+
+impl Form {
+    pub fn from_accept(headers: &HeaderMap) -> Form {
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if accept.contains("text/csv") {
+            Form::Csv
+        } else if accept.contains("application/x-ndjson") {
+            Form::Ndjson
+        } else {
+            Form::Text
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Form::Text => "text/plain; charset=utf-8",
+            Form::Csv => "text/csv; charset=utf-8",
+            Form::Ndjson => "application/x-ndjson",
+        }
+    }
+
+    /// Renders one batch's serials.
+    pub fn render(self, batch: &BorrowedBatch<'_>, out: &mut Vec<u8>) {
+        use std::io::Write;
+        for (i, serial) in batch.serials.iter().enumerate() {
+            let number = batch.first_number + i as u64;
+            let _ = match self {
+                Form::Text => writeln!(out, "{serial}"),
+                Form::Csv => writeln!(out, "{serial},{number}"),
+                Form::Ndjson => writeln!(out, r#"{{"serial":"{serial}","number":{number}}}"#),
+            };
+        }
+    }
+}
+
+/// Puts batches in order and drops repeats (a republished batch appears twice in the stream).
+struct Reorder {
+    next: u64,
+    total: u64,
+    waiting: BTreeMap<u64, Bytes>,
+}
+
+enum Slot {
+    /// The batch is the next one: render it now.
+    Now,
+    /// Ahead of the next one: kept until its turn.
+    Later,
+    /// Already rendered or out of range.
+    Drop,
+}
+
+impl Reorder {
+    fn place(&mut self, batch: u64, payload: &Bytes) -> Slot {
+        if batch < self.next || batch >= self.total {
+            Slot::Drop
+        } else if batch == self.next {
+            self.next += 1;
+            Slot::Now
+        } else {
+            self.waiting.entry(batch).or_insert_with(|| payload.clone());
+            Slot::Later
+        }
+    }
+
+    /// The next batch, if it arrived early.
+    fn pop_ready(&mut self) -> Option<Bytes> {
+        let p = self.waiting.remove(&self.next)?;
+        self.next += 1;
+        Some(p)
+    }
+
+    fn done(&self) -> bool {
+        self.next >= self.total
+    }
+}
+
+#[tracing::instrument(name = "download serials", skip_all, fields(task_id = %raw))]
+pub async fn download(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&raw)?;
+    let view = find(&state, id).await?;
+    if view.state != TaskState::Success {
+        return Err(ApiError::Conflict {
+            code: "not_ready",
+            message: format!("task {id} is {}; serials are served once it is SUCCESS", view.state.as_str()),
+        });
+    }
+    let form = Form::from_accept(&headers);
+    let batches = view.batches.unwrap_or(0);
+    let source = state
+        .broker
+        .generated(&view.code_model, id)
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
+    let header_line = match form {
+        Form::Csv => Some(Bytes::from_static(b"serial,number\n")),
+        _ => None,
+    };
+    let body = stream::iter(header_line.map(Ok::<_, BrokerError>))
+        .chain(ordered_lines(source, batches, form));
+    let mut response = Body::from_stream(body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(form.content_type()));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{id}.{}\"", match form {
+        Form::Text => "txt",
+        Form::Csv => "csv",
+        Form::Ndjson => "ndjson",
+    })) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+/// Rendered chunks, one per batch, in batch order, ending after the last batch.
+fn ordered_lines(
+    source: BoxStream<'static, Result<Bytes, BrokerError>>,
+    total: u64,
+    form: Form,
+) -> impl futures::Stream<Item = Result<Bytes, BrokerError>> {
+    let reorder = Reorder { next: 0, total, waiting: BTreeMap::new() };
+    stream::unfold((source, reorder), move |(mut source, mut reorder)| async move {
+        if reorder.done() {
+            return None;
+        }
+        loop {
+            let payload = match source.next().await {
+                Some(Ok(p)) => p,
+                Some(Err(e)) => return Some((Err(e), (source, reorder))),
+                None => return None,
+            };
+            let Ok(batch) = BorrowedBatch::parse(&payload) else { continue };
+            if !matches!(reorder.place(batch.batch, &payload), Slot::Now) {
+                continue;
+            }
+            let mut out = Vec::with_capacity(payload.len());
+            form.render(&batch, &mut out);
+            while let Some(p) = reorder.pop_ready() {
+                if let Ok(b) = BorrowedBatch::parse(&p) {
+                    form.render(&b, &mut out);
+                }
+            }
+            return Some((Ok(Bytes::from(out)), (source, reorder)));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reorder_emits_in_order_once() {
+        let mut r = Reorder { next: 0, total: 3, waiting: BTreeMap::new() };
+        let b = |s: &'static str| Bytes::from_static(s.as_bytes());
+        assert!(matches!(r.place(1, &b("1")), Slot::Later));
+        assert!(matches!(r.place(0, &b("0")), Slot::Now));
+        assert_eq!(r.pop_ready(), Some(b("1")));
+        assert_eq!(r.pop_ready(), None);
+        assert!(matches!(r.place(0, &b("0 again")), Slot::Drop));
+        assert!(matches!(r.place(7, &b("bogus")), Slot::Drop));
+        assert!(!r.done());
+        assert!(matches!(r.place(2, &b("2")), Slot::Now));
+        assert!(r.done());
+    }
+}

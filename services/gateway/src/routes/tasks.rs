@@ -1,0 +1,81 @@
+//! `GET /tasks/{id}` and `GET /tasks`, served from the projection.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::projection::{State as TaskState, TaskView};
+use crate::{ApiError, AppState};
+
+/// How long a read waits for a lagging projection before answering 404.
+pub const CATCH_UP: Duration = Duration::from_secs(2);
+
+pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::BadRequest(format!("{raw:?} is not a task id (UUID)")))
+}
+
+/// The task's view; when unknown, first waits (bounded) for the projection to reach the end
+/// of the stream, so an id answered 202 never reads as 404.
+pub async fn find(state: &AppState, id: Uuid) -> Result<TaskView, ApiError> {
+    if let Some(v) = state.projection.views().task(&id) {
+        return Ok(v.clone());
+    }
+    let last = state.broker.last_sequence().await.map_err(|_| ApiError::Unavailable)?;
+    state.projection.wait_for(last, CATCH_UP).await;
+    state
+        .projection
+        .views()
+        .task(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::NotFound(format!("no task {id}")))
+}
+
+#[tracing::instrument(name = "get task", skip_all, fields(task_id = %raw))]
+pub async fn get_task(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Json<TaskView>, ApiError> {
+    let id = parse_id(&raw)?;
+    Ok(Json(find(&state, id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    state: Option<String>,
+    code_model: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+    let invalid = |field: &str, message: &str| ApiError::Unprocessable {
+        field: field.into(),
+        message: message.into(),
+    };
+    let wanted = match q.state.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(
+            TaskState::parse(s).ok_or_else(|| invalid("state", "must be PENDING, STARTED, SUCCESS or FAILURE"))?,
+        ),
+    };
+    let limit = match q.limit.as_deref() {
+        None | Some("") => 50,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=1000).contains(l))
+            .ok_or_else(|| invalid("limit", "must be an integer from 1 to 1000"))?,
+    };
+    let cursor = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(c.parse::<u64>().map_err(|_| invalid("cursor", "must be a cursor from a previous page"))?),
+    };
+    let model = q.code_model.as_deref().filter(|m| !m.is_empty());
+    let views = state.projection.views();
+    let (items, next) = views.list(wanted, model, cursor, limit);
+    Ok(Json(json!({
+        "items": items,
+        "next_cursor": next.map(|c| c.to_string()),
+    })))
+}

@@ -1,0 +1,296 @@
+//! The append-only event log in sled: the only module that touches sled.
+//!
+//! One tree, keys prefixed so one `apply_batch` is atomic across what must change together:
+//! - `e` + seq (u64 BE) -> entry (the event as published: subject + CloudEvent JSON);
+//!   big-endian keys make key order log order.
+//! - `p` + seq -> ()  : logged but not yet acknowledged by JetStream (the outbox).
+//! - `t` + task (16 bytes) + seq -> ()  : every entry of a task, for resume and replay.
+//! - `l` + model + 0 + first (u64 BE) -> last (u64 BE) + task (16 bytes): the ledger snapshot.
+//! - `m` + name -> u64 BE : small counters (the ledger's stream position).
+
+use std::path::Path;
+
+use uuid::Uuid;
+
+const EVENT: u8 = b'e';
+const PENDING: u8 = b'p';
+const TASK: u8 = b't';
+const LEDGER: u8 = b'l';
+/// Under the `m` prefix.
+const LEDGER_SEQ: &[u8] = b"mledger_seq";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("cannot open the event log in {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("cannot {action} the event log: {source}")]
+    Io {
+        action: &'static str,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("event log entry {0} is corrupt")]
+    Corrupt(u64),
+}
+
+fn io(action: &'static str) -> impl FnOnce(sled::Error) -> LogError {
+    move |source| LogError::Io { action, source }
+}
+
+/// One logged event: the subject it goes to, its event id (`Nats-Msg-Id`) and its
+/// CloudEvent JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub subject: String,
+    pub id: String,
+    pub payload: bytes::Bytes,
+}
+
+impl Entry {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(4 + self.subject.len() + self.id.len() + self.payload.len());
+        for field in [&self.subject, &self.id] {
+            v.extend_from_slice(&(field.len() as u16).to_be_bytes());
+            v.extend_from_slice(field.as_bytes());
+        }
+        v.extend_from_slice(&self.payload);
+        v
+    }
+
+    fn decode(seq: u64, raw: &[u8]) -> Result<Entry, LogError> {
+        let corrupt = || LogError::Corrupt(seq);
+        let mut rest = raw;
+        let mut field = || -> Result<String, LogError> {
+            let len = rest.get(..2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+            let text = rest.get(2..2 + len.ok_or_else(corrupt)?).ok_or_else(corrupt)?;
+            let text = std::str::from_utf8(text).map_err(|_| corrupt())?.to_owned();
+            rest = &rest[2 + text.len()..];
+            Ok(text)
+        };
+        let subject = field()?;
+        let id = field()?;
+        Ok(Entry { subject, id, payload: bytes::Bytes::copy_from_slice(rest) })
+    }
+}
+
+/// A reservation as the ledger snapshot keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredRange {
+    pub first: u64,
+    pub last: u64,
+    pub task: Uuid,
+    /// Stream sequence of the reservation event.
+    pub seq: u64,
+}
+
+#[derive(Clone)]
+pub struct EventLog {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+fn key(prefix: u8, seq: u64) -> [u8; 9] {
+    let mut k = [prefix; 9];
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn task_key(task: Uuid, seq: u64) -> [u8; 25] {
+    let mut k = [TASK; 25];
+    k[1..17].copy_from_slice(task.as_bytes());
+    k[17..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn seq_of(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&key[key.len() - 8..]);
+    u64::from_be_bytes(b)
+}
+
+impl EventLog {
+    pub fn open(dir: &Path) -> Result<EventLog, LogError> {
+        let open = |source| LogError::Open { path: dir.display().to_string(), source };
+        let db = sled::Config::new().path(dir).open().map_err(open)?;
+        let tree = db.open_tree("log").map_err(open)?;
+        Ok(EventLog { db, tree })
+    }
+
+    /// Appends entries of one task as not-yet-published, atomically. Not durable until
+    /// [`EventLog::flush`] returns: call it before publishing.
+    pub fn append(&self, task: Uuid, entries: &[Entry], pending: bool) -> Result<Vec<u64>, LogError> {
+        let mut batch = sled::Batch::default();
+        let mut seqs = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let seq = self.db.generate_id().map_err(io("number an entry of"))?;
+            batch.insert(&key(EVENT, seq), entry.encode());
+            if pending {
+                batch.insert(&key(PENDING, seq), &[]);
+            }
+            batch.insert(&task_key(task, seq), &[]);
+            seqs.push(seq);
+        }
+        self.tree.apply_batch(batch).map_err(io("append to"))?;
+        Ok(seqs)
+    }
+
+    /// Makes everything appended so far durable.
+    pub async fn flush(&self) -> Result<(), LogError> {
+        self.tree.flush_async().await.map_err(io("flush"))?;
+        Ok(())
+    }
+
+    /// Records that JetStream acknowledged these entries.
+    pub fn mark_published(&self, seqs: &[u64]) -> Result<(), LogError> {
+        let mut batch = sled::Batch::default();
+        for &seq in seqs {
+            batch.remove(&key(PENDING, seq));
+        }
+        self.tree.apply_batch(batch).map_err(io("mark published in"))
+    }
+
+    /// Entries logged but never acknowledged, in log order.
+    pub fn pending(&self) -> Result<Vec<(u64, Entry)>, LogError> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix([PENDING]) {
+            let (k, _) = kv.map_err(io("read"))?;
+            let seq = seq_of(&k);
+            if let Some(e) = self.get(seq)? {
+                out.push((seq, e));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn is_pending(&self, seq: u64) -> Result<bool, LogError> {
+        self.tree.contains_key(key(PENDING, seq)).map_err(io("read"))
+    }
+
+    fn get(&self, seq: u64) -> Result<Option<Entry>, LogError> {
+        match self.tree.get(key(EVENT, seq)).map_err(io("read"))? {
+            Some(raw) => Ok(Some(Entry::decode(seq, &raw)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every entry of one task, in log order.
+    pub fn task_entries(&self, task: Uuid) -> Result<Vec<(u64, Entry)>, LogError> {
+        let mut prefix = [TASK; 17];
+        prefix[1..].copy_from_slice(task.as_bytes());
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(prefix) {
+            let (k, _) = kv.map_err(io("read"))?;
+            let seq = seq_of(&k);
+            if let Some(e) = self.get(seq)? {
+                out.push((seq, e));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The whole log in order, for audits (`generator log`).
+    pub fn iter(&self) -> impl Iterator<Item = Result<(u64, Entry), LogError>> + '_ {
+        self.tree.scan_prefix([EVENT]).map(|kv| {
+            let (k, v) = kv.map_err(io("read"))?;
+            let seq = seq_of(&k);
+            Ok((seq, Entry::decode(seq, &v)?))
+        })
+    }
+
+    /// Saves reservations folded from the stream, with the stream position reached.
+    pub fn save_ledger(&self, ranges: &[(String, StoredRange)], stream_seq: u64) -> Result<(), LogError> {
+        let mut batch = sled::Batch::default();
+        for (model, r) in ranges {
+            let mut k = Vec::with_capacity(model.len() + 10);
+            k.push(LEDGER);
+            k.extend_from_slice(model.as_bytes());
+            k.push(0);
+            k.extend_from_slice(&r.first.to_be_bytes());
+            let mut v = [0u8; 32];
+            v[..8].copy_from_slice(&r.last.to_be_bytes());
+            v[8..24].copy_from_slice(r.task.as_bytes());
+            v[24..].copy_from_slice(&r.seq.to_be_bytes());
+            batch.insert(k, &v[..]);
+        }
+        batch.insert(LEDGER_SEQ, &stream_seq.to_be_bytes());
+        self.tree.apply_batch(batch).map_err(io("save the ledger in"))
+    }
+
+    /// The ledger snapshot and the stream position it reflects.
+    pub fn load_ledger(&self) -> Result<(Vec<(String, StoredRange)>, u64), LogError> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix([LEDGER]) {
+            let (k, v) = kv.map_err(io("read"))?;
+            let corrupt = || LogError::Corrupt(0);
+            let sep = k.iter().skip(1).position(|&b| b == 0).ok_or_else(corrupt)? + 1;
+            let model = std::str::from_utf8(&k[1..sep]).map_err(|_| corrupt())?.to_owned();
+            if k.len() != sep + 9 || v.len() != 32 {
+                return Err(corrupt());
+            }
+            let first = seq_of(&k);
+            let last = u64::from_be_bytes(v[..8].try_into().map_err(|_| corrupt())?);
+            let task = Uuid::from_slice(&v[8..24]).map_err(|_| corrupt())?;
+            out.push((model, StoredRange { first, last, task, seq: seq_of(&v) }));
+        }
+        let seq = match self.tree.get(LEDGER_SEQ).map_err(io("read"))? {
+            Some(v) if v.len() == 8 => seq_of(&v),
+            _ => 0,
+        };
+        Ok((out, seq))
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(s: &str) -> Entry {
+        Entry {
+            subject: s.into(),
+            id: format!("id-{s}"),
+            payload: bytes::Bytes::from(format!("{{\"x\":\"{s}\"}}")),
+        }
+    }
+
+    #[tokio::test]
+    async fn append_is_ordered_pending_until_published_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let task = Uuid::new_v4();
+        let other = Uuid::new_v4();
+        {
+            let log = EventLog::open(dir.path()).unwrap();
+            let a = log.append(task, &[entry("a"), entry("b")], true).unwrap();
+            log.append(other, &[entry("c")], true).unwrap();
+            log.flush().await.unwrap();
+            log.mark_published(&a[..1]).unwrap();
+            log.flush().await.unwrap();
+        }
+        let log = EventLog::open(dir.path()).unwrap();
+        let all: Vec<_> = log.iter().map(|r| r.unwrap().1.subject).collect();
+        assert_eq!(all, ["a", "b", "c"]);
+        let pending: Vec<_> = log.pending().unwrap().into_iter().map(|(_, e)| e.subject).collect();
+        assert_eq!(pending, ["b", "c"]);
+        let mine: Vec<_> = log.task_entries(task).unwrap().into_iter().map(|(_, e)| e).collect();
+        assert_eq!(mine, [entry("a"), entry("b")]);
+    }
+
+    #[tokio::test]
+    async fn ledger_snapshot_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        let r = StoredRange { first: 1, last: 10, task: Uuid::new_v4(), seq: 3 };
+        let s = StoredRange { first: 11, last: 20, task: Uuid::new_v4(), seq: 7 };
+        log.save_ledger(&[("0111".into(), r), ("A_b".into(), s)], 42).unwrap();
+        let (ranges, seq) = log.load_ledger().unwrap();
+        assert_eq!(seq, 42);
+        assert_eq!(ranges, [("0111".to_string(), r), ("A_b".to_string(), s)]);
+    }
+}

@@ -1,0 +1,18 @@
+use clap::Parser;
+use generator::config::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    common::config::load_dotenv();
+    let cli = Cli::parse();
+    if let Some(Command::Log { data_dir }) = cli.command {
+        return generator::print_log(&data_dir, &mut std::io::stdout().lock());
+    }
+    let _telemetry = common::telemetry::init("generator", &cli.run.telemetry)?;
+    tracing::info!(config = ?cli.run, "starting generator");
+    let shutdown = common::shutdown::on_signal();
+    let app = generator::Application::build(cli.run, shutdown.clone()).await?;
+    app.run_until_stopped().await?;
+    tracing::info!("generator stopped");
+    Ok(())
+}

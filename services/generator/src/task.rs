@@ -1,0 +1,257 @@
+//! One request, start to finish: reuse what the log already holds for the task, reserve the
+//! range, then generate, log and publish the batches and the completion.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use async_nats::jetstream::{AckKind, Message};
+use common::events::{codes, EventData, GenerateRequested, GeneratedBatch, TaskCompleted, TaskFailed};
+use common::serial::SerialFormatter;
+use common::subjects::{self, Kind};
+use common::{Event, GenerateSpec};
+use tokio_util::sync::CancellationToken;
+use tracing::{info_span, instrument, Instrument};
+
+use crate::log::Entry;
+use crate::outbox::{Outbox, OutboxError};
+use crate::reserve::{reserve, ReserveError, Reservation};
+use crate::Shared;
+
+/// Events of one generated batch stay under this size (NATS allows 1 MiB by default).
+const MAX_EVENT_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    #[error(transparent)]
+    Reserve(#[from] ReserveError),
+    #[error(transparent)]
+    Log(#[from] crate::log::LogError),
+    #[error("stopped before the task finished")]
+    Stopped,
+}
+
+/// How a task ended, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+    Replayed,
+}
+
+/// Serials per generated event for serials of `serial_len` bytes.
+pub fn batch_size(serial_len: usize, limit: u64) -> u64 {
+    let fit = (MAX_EVENT_BYTES - 1024) / (serial_len + 3);
+    (fit as u64).clamp(1, limit.max(1))
+}
+
+pub async fn run(
+    shared: &Shared,
+    req: &GenerateRequested,
+    msg: &Message,
+    cancel: &CancellationToken,
+) -> Result<Outcome, TaskError> {
+    let logged = shared.log.task_entries(req.task_id)?;
+    if logged.iter().any(|(_, e)| is_final(&e.subject)) {
+        return replay(shared, &logged).await;
+    }
+    let spec = GenerateSpec {
+        code_model: req.code_model.clone(),
+        number: req.number,
+        count: req.count,
+        format: req.format,
+    };
+    if let Err(e) = spec.validate(shared.max_count) {
+        fail(shared, req, codes::INVALID_REQUEST, e.to_string()).await?;
+        return Ok(Outcome::Failure);
+    }
+    let range = match reserve(shared, req, req.format).await? {
+        Reservation::Granted(r) => r,
+        Reservation::Conflict(hit) => {
+            let message = format!(
+                "numbers {}..={} overlap {}..={} issued to task {}",
+                req.number.unwrap_or_default(),
+                req.number.unwrap_or_default() + (req.count - 1),
+                hit.first,
+                hit.last,
+                hit.task
+            );
+            fail(shared, req, codes::RANGE_CONFLICT, message).await?;
+            return Ok(Outcome::Failure);
+        }
+        Reservation::Exhausted { next } => {
+            let message = format!(
+                "{} numbers from {next} do not fit in {} digits",
+                req.count, req.format.width
+            );
+            fail(shared, req, codes::RANGE_EXHAUSTED, message).await?;
+            return Ok(Outcome::Failure);
+        }
+    };
+    generate(shared, req, range.first, msg, cancel, &logged).await?;
+    Ok(Outcome::Success)
+}
+
+fn is_final(subject: &str) -> bool {
+    subjects::parse(subject).is_some_and(|p| matches!(p.kind, Kind::Completed | Kind::Failed))
+}
+
+/// A redelivered request whose task already ended: publish the same events again (same ids,
+/// so JetStream and every fold drop them) and issue nothing new.
+#[instrument(name = "replay", skip_all, fields(events = logged.len()))]
+async fn replay(shared: &Shared, logged: &[(u64, Entry)]) -> Result<Outcome, TaskError> {
+    let mut outbox = Outbox::new(shared);
+    for (seq, entry) in logged {
+        outbox.send(*seq, entry).await?;
+    }
+    outbox.drain().await?;
+    Ok(Outcome::Replayed)
+}
+
+async fn generate(
+    shared: &Shared,
+    req: &GenerateRequested,
+    first: u64,
+    msg: &Message,
+    cancel: &CancellationToken,
+    logged: &[(u64, Entry)],
+) -> Result<(), TaskError> {
+    let started = Instant::now();
+    let formatter = SerialFormatter::new(&req.code_model, req.format);
+    let per_batch = batch_size(req.format.serial_len(&req.code_model), shared.work.batch_size);
+    let batches = req.count.div_ceil(per_batch);
+    // Batches this replica already logged for the task (a redelivery after a crash).
+    let done: HashMap<&str, (u64, &Entry)> =
+        logged.iter().map(|(seq, e)| (e.id.as_str(), (*seq, e))).collect();
+    let subject = subjects::generated(&req.code_model, req.task_id);
+    let mut outbox = Outbox::new(shared);
+    let mut group: Vec<Entry> = Vec::new();
+    let group_size = shared.work.batches_per_flush.max(1);
+
+    for batch in 0..batches {
+        if cancel.is_cancelled() {
+            flush_group(shared, req.task_id, &mut group, &mut outbox).await?;
+            outbox.drain().await?;
+            return Err(TaskError::Stopped);
+        }
+        let first_number = first + batch * per_batch;
+        let count = per_batch.min(req.count - batch * per_batch);
+        let span = info_span!("batch", task_id = %req.task_id, batch, serials = count);
+        let encoded = span.in_scope(|| {
+            let traceparent = common::telemetry::current_traceparent();
+            let b = GeneratedBatch {
+                source: crate::SOURCE,
+                task_id: req.task_id,
+                code_model: &req.code_model,
+                batch,
+                first_number,
+                count,
+                formatter: &formatter,
+                traceparent: traceparent.as_deref(),
+            };
+            let id = b.id();
+            if let Some((seq, entry)) = done.get(id.as_str()) {
+                return Err((*seq, (*entry).clone()));
+            }
+            let mut payload = Vec::with_capacity(count as usize * (formatter_len(req) + 3) + 512);
+            b.encode(time::OffsetDateTime::now_utc(), &mut payload);
+            Ok(Entry { subject: subject.clone(), id, payload: payload.into() })
+        });
+        match encoded {
+            Ok(entry) => group.push(entry),
+            // Logged before a crash: publish again only if never acknowledged.
+            Err((seq, entry)) => {
+                if shared.log.is_pending(seq)? {
+                    outbox.send(seq, &entry).await?;
+                }
+                continue;
+            }
+        }
+        if group.len() >= group_size {
+            flush_group(shared, req.task_id, &mut group, &mut outbox).await?;
+            // Keep the request ours while a long task runs.
+            let _ = msg.ack_with(AckKind::Progress).await;
+        }
+    }
+    flush_group(shared, req.task_id, &mut group, &mut outbox).await?;
+
+    let completed = Event::new(
+        crate::SOURCE,
+        EventData::Completed(TaskCompleted {
+            task_id: req.task_id,
+            code_model: req.code_model.clone(),
+            count: req.count,
+            first_serial: formatter.to_string(first),
+            last_serial: formatter.to_string(first + (req.count - 1)),
+            batches,
+        }),
+    )
+    .with_traceparent(common::telemetry::current_traceparent());
+    append_and_send(shared, req.task_id, vec![entry_of(&completed)], &mut outbox).await?;
+    outbox.drain().await?;
+    metrics::counter!("sn_serials_issued_total", "code_model" => req.code_model.clone())
+        .increment(req.count);
+    metrics::histogram!("sn_generation_seconds").record(started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn formatter_len(req: &GenerateRequested) -> usize {
+    req.format.serial_len(&req.code_model)
+}
+
+fn entry_of(event: &Event) -> Entry {
+    Entry { subject: event.nats_subject(), id: event.id.clone(), payload: event.to_json().into() }
+}
+
+async fn flush_group(
+    shared: &Shared,
+    task: uuid::Uuid,
+    group: &mut Vec<Entry>,
+    outbox: &mut Outbox<'_>,
+) -> Result<(), TaskError> {
+    if group.is_empty() {
+        return Ok(());
+    }
+    let entries = std::mem::take(group);
+    append_and_send(shared, task, entries, outbox).await
+}
+
+/// Appends entries to the log, flushes, and only then publishes them.
+async fn append_and_send(
+    shared: &Shared,
+    task: uuid::Uuid,
+    entries: Vec<Entry>,
+    outbox: &mut Outbox<'_>,
+) -> Result<(), TaskError> {
+    let seqs = shared.log.append(task, &entries, true)?;
+    shared.log.flush().instrument(info_span!("log flush", entries = entries.len())).await?;
+    for (seq, entry) in seqs.into_iter().zip(&entries) {
+        outbox.send(seq, entry).await?;
+    }
+    Ok(())
+}
+
+/// Ends the task in FAILURE: logged, flushed, published, acknowledged.
+pub async fn fail(
+    shared: &Shared,
+    req: &GenerateRequested,
+    code: &str,
+    message: String,
+) -> Result<(), TaskError> {
+    tracing::info!(task_id = %req.task_id, code, %message, "task failed");
+    let event = Event::new(
+        crate::SOURCE,
+        EventData::Failed(TaskFailed {
+            task_id: req.task_id,
+            code_model: req.code_model.clone(),
+            code: code.to_owned(),
+            message,
+        }),
+    )
+    .with_traceparent(common::telemetry::current_traceparent());
+    let mut outbox = Outbox::new(shared);
+    append_and_send(shared, req.task_id, vec![entry_of(&event)], &mut outbox).await?;
+    outbox.drain().await?;
+    Ok(())
+}
