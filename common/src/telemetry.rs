@@ -41,13 +41,11 @@ pub fn init(default_service: &str, args: &TelemetryArgs) -> anyhow::Result<Telem
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let service = args.service_name.clone().unwrap_or_else(|| default_service.to_owned());
 
-    let provider = match &args.otlp_endpoint {
-        Some(endpoint) if !endpoint.is_empty() => Some(otlp_provider(&service, endpoint)?),
-        _ => None,
-    };
-    let otel_layer = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service.clone())));
+    // Spans always get W3C ids, so trace context travels in every event even when nothing
+    // is exported; the exporter is added only when an endpoint is configured.
+    let endpoint = args.otlp_endpoint.as_deref().filter(|e| !e.is_empty());
+    let provider = provider(&service, endpoint)?;
+    let otel_layer = tracing_opentelemetry::layer().with_tracer(provider.tracer(service.clone()));
 
     let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
     match args.log_format {
@@ -60,11 +58,14 @@ pub fn init(default_service: &str, args: &TelemetryArgs) -> anyhow::Result<Telem
             )
             .try_init()?,
     }
-    Ok(TelemetryGuard { provider })
+    Ok(TelemetryGuard { provider: Some(provider) })
 }
 
-fn otlp_provider(service: &str, endpoint: &str) -> anyhow::Result<SdkTracerProvider> {
+fn provider(service: &str, endpoint: Option<&str>) -> anyhow::Result<SdkTracerProvider> {
     use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+    let resource = opentelemetry_sdk::Resource::builder().with_service_name(service.to_owned()).build();
+    let builder = SdkTracerProvider::builder().with_resource(resource);
+    let Some(endpoint) = endpoint else { return Ok(builder.build()) };
     let endpoint = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
     // The blocking HTTP client owns a runtime of its own; build it off the async threads.
     let client = std::thread::spawn(reqwest_blocking_client)
@@ -75,10 +76,7 @@ fn otlp_provider(service: &str, endpoint: &str) -> anyhow::Result<SdkTracerProvi
         .with_http_client(client)
         .with_endpoint(endpoint)
         .build()?;
-    Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(opentelemetry_sdk::Resource::builder().with_service_name(service.to_owned()).build())
-        .build())
+    Ok(builder.with_batch_exporter(exporter).build())
 }
 
 fn reqwest_blocking_client() -> reqwest::blocking::Client {

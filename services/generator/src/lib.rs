@@ -122,12 +122,36 @@ pub fn print_log(dir: &Path, out: &mut impl std::io::Write) -> anyhow::Result<()
     if !dir.exists() {
         anyhow::bail!("no event log in {}", dir.display());
     }
-    let log = EventLog::open(dir)?;
+    // A running generator holds the log's lock: read a copy taken now instead (sled recovers
+    // a copy as it would after a crash, up to the last flush).
+    let snapshot;
+    let log = match EventLog::open(dir) {
+        Ok(log) => log,
+        Err(_) => {
+            snapshot = tempfile::tempdir()?;
+            copy_dir(dir, snapshot.path())?;
+            EventLog::open(snapshot.path())?
+        }
+    };
     for entry in log.iter() {
         let (_, entry) = entry?;
         out.write_all(&entry.payload)?;
         out.write_all(b"\n")?;
     }
     out.flush()?;
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
     Ok(())
 }

@@ -1,0 +1,364 @@
+//! Real processes for black-box tests: a `nats-server` per test on free ports with a
+//! temporary store, and the real `gateway` / `generator` binaries as children. Everything is
+//! killed on drop. Waiting is always a bounded poll, never a bare sleep.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `check` until it yields `Some`, or panics with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn wait_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn bin_dir() -> PathBuf {
+    // target/<profile>/deps/e2e-<hash> -> target/<profile>
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
+}
+
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (cargo build --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+fn log_file(name: &str) -> (Stdio, Stdio, PathBuf) {
+    let dir = bin_dir().join("itest-logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}-{}-{}.log", std::process::id(), free_port()));
+    let f = std::fs::File::create(&path).unwrap();
+    (Stdio::from(f.try_clone().unwrap()), Stdio::from(f), path)
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command, name: &str) -> Proc {
+        let (out, err, log) = log_file(name);
+        let child = cmd.stdout(out).stderr(err).stdin(Stdio::null()).spawn().unwrap();
+        Proc { child: Some(child), log }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn sigterm(&mut self, timeout: Duration) -> ExitStatus {
+        let mut c = self.child.take().expect("process already stopped");
+        signal(c.id() as i32, "TERM");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("process did not stop within {timeout:?} of SIGTERM; log {}", self.log.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn signal(pid: i32, sig: &str) {
+    let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
+    assert!(status.success(), "kill -{sig} {pid} failed");
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A `nats-server` with JetStream on a free port and a temporary store.
+pub struct Nats {
+    pub port: u16,
+    pub cluster_port: Option<u16>,
+    pub store: PathBuf,
+    extra: Vec<String>,
+    proc: Option<Proc>,
+    _dir: Option<TempDir>,
+}
+
+impl Nats {
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill9();
+        }
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.proc.is_none(), "nats-server already running");
+        let mut cmd = Command::new(nats_server());
+        cmd.args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(&self.store)
+            .args(&self.extra);
+        self.proc = Some(Proc::spawn(cmd, "nats"));
+        assert!(wait_port(self.port, Duration::from_secs(10)), "nats-server did not start");
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.start();
+    }
+
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(self.url()).await.unwrap()
+    }
+
+    pub async fn js(&self) -> jetstream::Context {
+        jetstream::new(self.client().await)
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn nats_server() -> String {
+    std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into())
+}
+
+pub fn spawn_nats() -> Nats {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = Nats {
+        port: free_port(),
+        cluster_port: None,
+        store: dir.path().join("js"),
+        extra: Vec::new(),
+        proc: None,
+        _dir: Some(dir),
+    };
+    nats.start();
+    nats
+}
+
+/// Three clustered servers on loopback; returns them in start order.
+pub fn spawn_nats_cluster() -> Vec<Nats> {
+    let cluster_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let routes = cluster_ports.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    let mut nodes: Vec<Nats> = (0..3)
+        .map(|i| {
+            let dir = tempfile::tempdir().unwrap();
+            Nats {
+                port: free_port(),
+                cluster_port: Some(cluster_ports[i]),
+                store: dir.path().join("js"),
+                extra: vec![
+                    "--name".into(),
+                    format!("n{i}"),
+                    "--cluster_name".into(),
+                    "sn".into(),
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{}", cluster_ports[i]),
+                    "--routes".into(),
+                    routes.clone(),
+                ],
+                proc: None,
+                _dir: Some(dir),
+            }
+        })
+        .collect();
+    for n in &mut nodes {
+        n.start();
+    }
+    nodes
+}
+
+/// A running service binary and the address of its HTTP side.
+pub struct Service {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+}
+
+impl Service {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn wait_ready(&self) {
+        let url = self.url("/readyz");
+        let http = self.http.clone();
+        wait_for("service readiness", Duration::from_secs(20), || {
+            let (url, http) = (url.clone(), http.clone());
+            async move {
+                let r = http.get(&url).send().await.ok()?;
+                r.status().is_success().then_some(())
+            }
+        })
+        .await;
+    }
+}
+
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+pub fn spawn_gateway(nats_url: &str, env: &[(&str, &str)]) -> Service {
+    let port = free_port();
+    let mut cmd = Command::new(binary("gateway"));
+    cmd.env("NATS_URL", nats_url)
+        .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "info,gateway=debug")
+        .env_remove("API_TOKEN")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let proc = Proc::spawn(cmd, "gateway");
+    assert!(wait_port(port, Duration::from_secs(20)), "gateway did not listen; log {}", proc.log.display());
+    Service { proc, addr: ([127, 0, 0, 1], port).into(), http: http_client() }
+}
+
+pub fn spawn_generator(nats_url: &str, data_dir: &Path, env: &[(&str, &str)]) -> Service {
+    let port = free_port();
+    let mut cmd = Command::new(binary("generator"));
+    cmd.env("NATS_URL", nats_url)
+        .env("ADMIN_ADDR", format!("127.0.0.1:{port}"))
+        .env("DATA_DIR", data_dir)
+        .env("RUST_LOG", "info,generator=debug")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let proc = Proc::spawn(cmd, "generator");
+    assert!(wait_port(port, Duration::from_secs(20)), "generator did not listen; log {}", proc.log.display());
+    Service { proc, addr: ([127, 0, 0, 1], port).into(), http: http_client() }
+}
+
+/// POSTs a JSON body to /generate_sn.
+pub async fn post(gw: &Service, body: &Value) -> reqwest::Response {
+    gw.http.post(gw.url("/generate_sn")).json(body).send().await.unwrap()
+}
+
+/// POSTs and expects 202; returns the task id.
+pub async fn submit(gw: &Service, body: Value) -> String {
+    let r = post(gw, &body).await;
+    assert_eq!(r.status(), 202, "POST {body}: {:?}", r.text().await);
+    let v: Value = r.json().await.unwrap();
+    v["id"].as_str().unwrap().to_owned()
+}
+
+pub async fn task(gw: &Service, id: &str) -> Value {
+    gw.http.get(gw.url(&format!("/tasks/{id}"))).send().await.unwrap().json().await.unwrap()
+}
+
+/// Waits until the task is SUCCESS or FAILURE; returns its view.
+pub async fn finished(gw: &Service, id: &str, timeout: Duration) -> Value {
+    let id = id.to_owned();
+    wait_for(&format!("task {id} to finish"), timeout, || {
+        let id = id.clone();
+        async move {
+            let r = gw.http.get(gw.url(&format!("/tasks/{id}"))).send().await.ok()?;
+            let v: Value = r.json().await.ok()?;
+            matches!(v["state"].as_str(), Some("SUCCESS" | "FAILURE")).then_some(v)
+        }
+    })
+    .await
+}
+
+pub async fn serials(gw: &Service, id: &str) -> Vec<String> {
+    let r = gw.http.get(gw.url(&format!("/tasks/{id}/serials"))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap().lines().map(str::to_owned).collect()
+}
+
+/// The stream's last sequence (0 when empty or missing).
+pub async fn stream_last_seq(js: &jetstream::Context) -> u64 {
+    match js.get_stream("SN").await {
+        Ok(mut s) => s.info().await.unwrap().state.last_sequence,
+        Err(_) => 0,
+    }
+}
+
+/// Every message of the stream: (subject, payload JSON, headers), in order.
+pub async fn stream_messages(js: &jetstream::Context) -> Vec<(String, Value, Option<async_nats::HeaderMap>)> {
+    use async_nats::jetstream::consumer::pull::OrderedConfig;
+    use futures::StreamExt;
+    let last = stream_last_seq(js).await;
+    let mut out = Vec::new();
+    if last == 0 {
+        return out;
+    }
+    let stream = js.get_stream("SN").await.unwrap();
+    let consumer = stream.create_consumer(OrderedConfig::default()).await.unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    while let Some(m) = tokio::time::timeout(Duration::from_secs(10), messages.next()).await.unwrap() {
+        let m = m.unwrap();
+        let seq = m.info().unwrap().stream_sequence;
+        out.push((m.subject.to_string(), serde_json::from_slice(&m.payload).unwrap(), m.headers.clone()));
+        if seq >= last {
+            break;
+        }
+    }
+    out
+}
+
+pub fn tempdir() -> TempDir {
+    tempfile::tempdir().unwrap()
+}

@@ -1,0 +1,5 @@
+//! Black-box tests: a real nats-server and the real `gateway` and `generator` binaries.
+//! Build the binaries first (`scripts/test.sh` does).
+
+mod harness;
+mod pipeline;
