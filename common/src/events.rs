@@ -401,8 +401,9 @@ mod tests {
 
     #[test]
     fn round_trip_keeps_every_field() {
-        let ev = Event::new("/sn/gateway", EventData::Requested(requested()))
-            .with_traceparent(Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()));
+        let ev = Event::new("/sn/gateway", EventData::Requested(requested())).with_traceparent(
+            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        );
         let back = Event::from_json(&ev.to_json()).unwrap();
         assert_eq!(back, ev);
         let v: serde_json::Value = serde_json::from_slice(&ev.to_json()).unwrap();
@@ -411,7 +412,10 @@ mod tests {
         assert_eq!(v["subject"], ev.task_id().to_string());
         assert_eq!(v["datacontenttype"], "application/json");
         assert_eq!(v["data"]["format"]["check_digit"], "none");
-        assert_eq!(ev.nats_subject(), format!("sn.0111.requested.{}", ev.task_id()));
+        assert_eq!(
+            ev.nats_subject(),
+            format!("sn.0111.requested.{}", ev.task_id())
+        );
     }
 
     #[test]
@@ -443,11 +447,15 @@ mod tests {
         let ev = Event::from_json(&buf).unwrap();
         assert_eq!(ev.id, batch.id());
         assert_eq!(ev.time, time);
-        let EventData::Generated(g) = &ev.data else { panic!("not a batch") };
+        let EventData::Generated(g) = &ev.data else {
+            panic!("not a batch")
+        };
         assert_eq!(g.serials, ["011100000021", "011100000022", "011100000023"]);
         assert_eq!((g.batch, g.first_number, g.count), (2, 21, 3));
         let light = Event::from_json_without_serials(&buf).unwrap();
-        let EventData::Generated(g) = &light.data else { panic!("not a batch") };
+        let EventData::Generated(g) = &light.data else {
+            panic!("not a batch")
+        };
         assert!(g.serials.is_empty());
         assert_eq!(g.count, 3);
     }

@@ -22,6 +22,8 @@ pub enum NatsError {
         #[source]
         source: async_nats::ConnectError,
     },
+    #[error("invalid NATS_URL {url:?}: {message}")]
+    Url { url: String, message: String },
     #[error("stopped while waiting for NATS at {0}")]
     Cancelled(String),
     #[error("cannot read stream {STREAM}: {0}", STREAM = subjects::STREAM)]
@@ -37,7 +39,20 @@ pub enum NatsError {
 /// Connects to `url`, retrying with backoff until it works or `cancel` fires: services may
 /// start before NATS does (Kubernetes, compose). Once connected, the client reconnects by
 /// itself forever.
-pub async fn connect(url: &str, name: &str, cancel: &CancellationToken) -> Result<Client, NatsError> {
+pub async fn connect(
+    url: &str,
+    name: &str,
+    cancel: &CancellationToken,
+) -> Result<Client, NatsError> {
+    // A comma-separated list of servers, as `NATS_URL` allows.
+    let servers = url
+        .split(',')
+        .map(|s| s.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| NatsError::Url {
+            url: url.to_owned(),
+            message: e.to_string(),
+        })?;
     let mut delay = Duration::from_millis(100);
     loop {
         let options = async_nats::ConnectOptions::new()
@@ -54,10 +69,11 @@ pub async fn connect(url: &str, name: &str, cancel: &CancellationToken) -> Resul
                     other => tracing::debug!(event = %other, "NATS event"),
                 }
             });
-        match options.connect(url).await {
+        match options.connect(servers.clone()).await {
             Ok(client) => return Ok(client),
-            Err(source) if source.kind() == async_nats::ConnectErrorKind::Io
-                || source.kind() == async_nats::ConnectErrorKind::TimedOut =>
+            Err(source)
+                if source.kind() == async_nats::ConnectErrorKind::Io
+                    || source.kind() == async_nats::ConnectErrorKind::TimedOut =>
             {
                 tracing::warn!(%url, error = %source, retry_in = ?delay, "NATS not reachable yet");
                 tokio::select! {
@@ -66,7 +82,12 @@ pub async fn connect(url: &str, name: &str, cancel: &CancellationToken) -> Resul
                 }
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
-            Err(source) => return Err(NatsError::Connect { url: url.to_owned(), source }),
+            Err(source) => {
+                return Err(NatsError::Connect {
+                    url: url.to_owned(),
+                    source,
+                })
+            }
         }
     }
 }
@@ -80,7 +101,10 @@ pub struct StreamSettings {
 
 impl Default for StreamSettings {
     fn default() -> Self {
-        StreamSettings { replicas: 1, duplicate_window: DEFAULT_DUPLICATE_WINDOW }
+        StreamSettings {
+            replicas: 1,
+            duplicate_window: DEFAULT_DUPLICATE_WINDOW,
+        }
     }
 }
 
@@ -97,6 +121,29 @@ pub fn stream_config(settings: StreamSettings) -> stream::Config {
     }
 }
 
+/// [`ensure_stream`], retried with backoff while JetStream is not available yet (a cluster
+/// still electing its leaders answers with timeouts), until `cancel` fires.
+pub async fn ensure_stream_retrying(
+    js: &jetstream::Context,
+    settings: StreamSettings,
+    cancel: &CancellationToken,
+) -> Result<stream::Stream, NatsError> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match ensure_stream(js, settings).await {
+            Ok(s) => return Ok(s),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "JetStream not ready yet");
+                tokio::select! {
+                    _ = cancel.cancelled() => return Err(e),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
 /// Creates `SN`, or brings an existing one to our subjects and duplicate window. An existing
 /// stream keeps its replica count: changing it is an operator's decision.
 pub async fn ensure_stream(
@@ -106,21 +153,36 @@ pub async fn ensure_stream(
     let wanted = stream_config(settings);
     match js.get_stream(subjects::STREAM).await {
         Ok(mut existing) => {
-            let info = existing.info().await.map_err(NatsError::Info)?.config.clone();
+            let info = existing
+                .info()
+                .await
+                .map_err(NatsError::Info)?
+                .config
+                .clone();
             if info.subjects != wanted.subjects || info.duplicate_window != wanted.duplicate_window
             {
                 let mut updated = info;
                 updated.subjects = wanted.subjects;
                 updated.duplicate_window = wanted.duplicate_window;
-                js.update_stream(updated).await.map_err(NatsError::UpdateStream)?;
+                js.update_stream(updated)
+                    .await
+                    .map_err(NatsError::UpdateStream)?;
             }
             Ok(existing)
         }
-        Err(e) if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(_)) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(_)
+            ) =>
+        {
             match js.create_stream(wanted).await {
                 Ok(s) => Ok(s),
                 // Another replica created it between our two calls.
-                Err(_) => js.get_stream(subjects::STREAM).await.map_err(NatsError::GetStream),
+                Err(_) => js
+                    .get_stream(subjects::STREAM)
+                    .await
+                    .map_err(NatsError::GetStream),
             }
         }
         Err(e) => Err(NatsError::GetStream(e)),
@@ -138,8 +200,14 @@ pub fn event_headers(event_id: &str) -> HeaderMap {
 
 /// A publish of one event, ready to send: `Nats-Msg-Id` set, optionally a compare-and-set on
 /// the subject's last sequence.
-pub fn event_publish(event_id: &str, payload: Bytes, expected_last_subject_seq: Option<u64>) -> PublishMessage {
-    let mut publish = PublishMessage::build().payload(payload).headers(event_headers(event_id));
+pub fn event_publish(
+    event_id: &str,
+    payload: Bytes,
+    expected_last_subject_seq: Option<u64>,
+) -> PublishMessage {
+    let mut publish = PublishMessage::build()
+        .payload(payload)
+        .headers(event_headers(event_id));
     if let Some(seq) = expected_last_subject_seq {
         publish = publish.expected_last_subject_sequence(seq);
     }
@@ -148,6 +216,14 @@ pub fn event_publish(event_id: &str, payload: Bytes, expected_last_subject_seq: 
 
 /// The last sequence of the stream (0 when empty).
 pub async fn last_sequence(js: &jetstream::Context) -> Result<u64, NatsError> {
-    let stream = js.get_stream_no_info(subjects::STREAM).await.map_err(NatsError::GetStream)?;
-    Ok(stream.get_info().await.map_err(NatsError::Info)?.state.last_sequence)
+    let stream = js
+        .get_stream_no_info(subjects::STREAM)
+        .await
+        .map_err(NatsError::GetStream)?;
+    Ok(stream
+        .get_info()
+        .await
+        .map_err(NatsError::Info)?
+        .state
+        .last_sequence)
 }

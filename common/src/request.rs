@@ -24,20 +24,27 @@ pub struct FieldError {
 }
 
 fn err(field: &'static str, message: impl Into<String>) -> FieldError {
-    FieldError { field, message: message.into() }
+    FieldError {
+        field,
+        message: message.into(),
+    }
 }
 
 /// True for `[A-Za-z0-9_-]{1,32}`.
 pub fn valid_model(code: &str) -> bool {
     (1..=32).contains(&code.len())
-        && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 impl GenerateSpec {
     /// Reads and checks a request body already parsed as JSON. Unknown fields are ignored, as
     /// the old API did.
     pub fn from_json(body: &Value, max_count: u64) -> Result<GenerateSpec, FieldError> {
-        let obj = body.as_object().ok_or_else(|| err("body", "must be a JSON object"))?;
+        let obj = body
+            .as_object()
+            .ok_or_else(|| err("body", "must be a JSON object"))?;
         let code_model = match obj.get("code_model") {
             Some(Value::String(s)) => s.clone(),
             Some(_) => return Err(err("code_model", "must be a string")),
@@ -66,7 +73,10 @@ impl GenerateSpec {
                         .filter(|w| (1..=u64::from(MAX_WIDTH)).contains(w))
                         .map(|w| w as u8)
                         .ok_or_else(|| {
-                            err("format.width", format!("must be an integer from 1 to {MAX_WIDTH}"))
+                            err(
+                                "format.width",
+                                format!("must be an integer from 1 to {MAX_WIDTH}"),
+                            )
                         })?,
                 };
                 let check_digit = match f.get("check_digit") {
@@ -82,7 +92,12 @@ impl GenerateSpec {
             }
             Some(_) => return Err(err("format", "must be an object")),
         };
-        let spec = GenerateSpec { code_model, number, count, format };
+        let spec = GenerateSpec {
+            code_model,
+            number,
+            count,
+            format,
+        };
         spec.validate(max_count)?;
         Ok(spec)
     }
@@ -90,7 +105,10 @@ impl GenerateSpec {
     /// The rules every request obeys, wherever it came from.
     pub fn validate(&self, max_count: u64) -> Result<(), FieldError> {
         if !valid_model(&self.code_model) {
-            return Err(err("code_model", "must be 1 to 32 characters of A-Z a-z 0-9 _ -"));
+            return Err(err(
+                "code_model",
+                "must be 1 to 32 characters of A-Z a-z 0-9 _ -",
+            ));
         }
         if self.count == 0 {
             return Err(err("count", "must be a positive integer"));
@@ -99,15 +117,15 @@ impl GenerateSpec {
             return Err(err("count", format!("must be at most {max_count}")));
         }
         if !(1..=MAX_WIDTH).contains(&self.format.width) {
-            return Err(err("format.width", format!("must be an integer from 1 to {MAX_WIDTH}")));
+            return Err(err(
+                "format.width",
+                format!("must be an integer from 1 to {MAX_WIDTH}"),
+            ));
         }
         if self.format.check_digit != CheckDigit::None
             && !self.code_model.bytes().all(|b| b.is_ascii_digit())
         {
-            return Err(err(
-                "format.check_digit",
-                "needs an all-digit code_model",
-            ));
+            return Err(err("format.check_digit", "needs an all-digit code_model"));
         }
         let capacity = self.format.capacity();
         match self.number {
@@ -121,7 +139,10 @@ impl GenerateSpec {
             )),
             None if u128::from(self.count) > capacity => Err(err(
                 "count",
-                format!("{} serials do not fit in {} digits", self.count, self.format.width),
+                format!(
+                    "{} serials do not fit in {} digits",
+                    self.count, self.format.width
+                ),
             )),
             _ => Ok(()),
         }
@@ -168,14 +189,35 @@ mod tests {
             (json!({"code_model":"0111","count":1.5}), "count"),
             (json!({"code_model":"0111","count":10_000_001}), "count"),
             (json!({"code_model":"0111","count":1,"number":-1}), "number"),
-            (json!({"code_model":"0111","count":1,"number":"1"}), "number"),
-            (json!({"code_model":"0111","count":1,"format":{"width":0}}), "format.width"),
-            (json!({"code_model":"0111","count":1,"format":{"width":21}}), "format.width"),
-            (json!({"code_model":"0111","count":1,"format":{"check_digit":"md5"}}), "format.check_digit"),
-            (json!({"code_model":"AB","count":1,"format":{"check_digit":"gs1"}}), "format.check_digit"),
+            (
+                json!({"code_model":"0111","count":1,"number":"1"}),
+                "number",
+            ),
+            (
+                json!({"code_model":"0111","count":1,"format":{"width":0}}),
+                "format.width",
+            ),
+            (
+                json!({"code_model":"0111","count":1,"format":{"width":21}}),
+                "format.width",
+            ),
+            (
+                json!({"code_model":"0111","count":1,"format":{"check_digit":"md5"}}),
+                "format.check_digit",
+            ),
+            (
+                json!({"code_model":"AB","count":1,"format":{"check_digit":"gs1"}}),
+                "format.check_digit",
+            ),
             (json!({"code_model":"0111","count":1,"format":7}), "format"),
-            (json!({"code_model":"0111","number":99_999_999,"count":2}), "number"),
-            (json!({"code_model":"0111","count":11,"format":{"width":1}}), "count"),
+            (
+                json!({"code_model":"0111","number":99_999_999,"count":2}),
+                "number",
+            ),
+            (
+                json!({"code_model":"0111","count":11,"format":{"width":1}}),
+                "count",
+            ),
             (json!([1, 2]), "body"),
         ];
         for (body, field) in cases {

@@ -71,7 +71,10 @@ pub struct Format {
 
 impl Default for Format {
     fn default() -> Self {
-        Format { width: DEFAULT_WIDTH, check_digit: CheckDigit::None }
+        Format {
+            width: DEFAULT_WIDTH,
+            check_digit: CheckDigit::None,
+        }
     }
 }
 
@@ -96,7 +99,10 @@ pub struct SerialFormatter {
 
 impl SerialFormatter {
     pub fn new(model: &str, format: Format) -> Self {
-        SerialFormatter { model: model.to_owned(), format }
+        SerialFormatter {
+            model: model.to_owned(),
+            format,
+        }
     }
 
     /// Appends the serial of `number` to `out`. The caller has checked that the number fits
@@ -149,14 +155,24 @@ mod tests {
     use super::*;
 
     fn fmt(model: &str, width: u8, check: CheckDigit, n: u64) -> String {
-        SerialFormatter::new(model, Format { width, check_digit: check }).to_string(n)
+        SerialFormatter::new(
+            model,
+            Format {
+                width,
+                check_digit: check,
+            },
+        )
+        .to_string(n)
     }
 
     #[test]
     fn default_format_pads_to_eight_digits() {
         assert_eq!(fmt("0111", 8, CheckDigit::None, 1), "011100000001");
         assert_eq!(fmt("AB", 3, CheckDigit::None, 999), "AB999");
-        assert_eq!(fmt("X", 20, CheckDigit::None, u64::MAX), "X18446744073709551615");
+        assert_eq!(
+            fmt("X", 20, CheckDigit::None, u64::MAX),
+            "X18446744073709551615"
+        );
         assert_eq!(fmt("X", 1, CheckDigit::None, 0), "X0");
     }
 
@@ -178,7 +194,13 @@ mod tests {
 
     #[test]
     fn parse_inverts_write_and_checks_the_digit() {
-        let f = SerialFormatter::new("0111", Format { width: 8, check_digit: CheckDigit::Gs1 });
+        let f = SerialFormatter::new(
+            "0111",
+            Format {
+                width: 8,
+                check_digit: CheckDigit::Gs1,
+            },
+        );
         let s = f.to_string(42);
         assert_eq!(f.parse(&s), Some(42));
         let mut bad = s.clone().into_bytes();

@@ -109,16 +109,29 @@ mod tests {
     #[test]
     fn builders_and_parser_agree() {
         let id = Uuid::new_v4();
-        for kind in [Kind::Requested, Kind::Generated, Kind::Completed, Kind::Failed] {
+        for kind in [
+            Kind::Requested,
+            Kind::Generated,
+            Kind::Completed,
+            Kind::Failed,
+        ] {
             let s = task(kind, "0111", id);
             assert_eq!(
                 parse(&s),
-                Some(Parsed { model: "0111", kind, task: Some(id) })
+                Some(Parsed {
+                    model: "0111",
+                    kind,
+                    task: Some(id)
+                })
             );
         }
         assert_eq!(
             parse(&reserved("A-1")),
-            Some(Parsed { model: "A-1", kind: Kind::Reserved, task: None })
+            Some(Parsed {
+                model: "A-1",
+                kind: Kind::Reserved,
+                task: None
+            })
         );
     }
 

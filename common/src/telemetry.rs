@@ -39,7 +39,10 @@ impl Drop for TelemetryGuard {
 pub fn init(default_service: &str, args: &TelemetryArgs) -> anyhow::Result<TelemetryGuard> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let service = args.service_name.clone().unwrap_or_else(|| default_service.to_owned());
+    let service = args
+        .service_name
+        .clone()
+        .unwrap_or_else(|| default_service.to_owned());
 
     // Spans always get W3C ids, so trace context travels in every event even when nothing
     // is exported; the exporter is added only when an endpoint is configured.
@@ -58,14 +61,20 @@ pub fn init(default_service: &str, args: &TelemetryArgs) -> anyhow::Result<Telem
             )
             .try_init()?,
     }
-    Ok(TelemetryGuard { provider: Some(provider) })
+    Ok(TelemetryGuard {
+        provider: Some(provider),
+    })
 }
 
 fn provider(service: &str, endpoint: Option<&str>) -> anyhow::Result<SdkTracerProvider> {
     use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-    let resource = opentelemetry_sdk::Resource::builder().with_service_name(service.to_owned()).build();
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service.to_owned())
+        .build();
     let builder = SdkTracerProvider::builder().with_resource(resource);
-    let Some(endpoint) = endpoint else { return Ok(builder.build()) };
+    let Some(endpoint) = endpoint else {
+        return Ok(builder.build());
+    };
     let endpoint = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
     // The blocking HTTP client owns a runtime of its own; build it off the async threads.
     let client = std::thread::spawn(reqwest_blocking_client)
@@ -163,6 +172,11 @@ pub fn current_traceparent() -> Option<String> {
     let span = cx.span();
     let sc = span.span_context();
     sc.is_valid().then(|| {
-        format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8())
+        format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags().to_u8()
+        )
     })
 }

@@ -13,7 +13,11 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `check` until it yields `Some`, or panics with `what` after `timeout`.
@@ -27,7 +31,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -76,12 +83,16 @@ pub struct Proc {
 impl Proc {
     fn spawn(mut cmd: Command, name: &str) -> Proc {
         let (out, err, log) = log_file(name);
-        let child = cmd.stdout(out).stderr(err).stdin(Stdio::null()).spawn().unwrap();
-        Proc { child: Some(child), log }
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+        let child = cmd
+            .stdout(out)
+            .stderr(err)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        Proc {
+            child: Some(child),
+            log,
+        }
     }
 
     pub fn kill9(&mut self) {
@@ -93,8 +104,19 @@ impl Proc {
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn sigterm(&mut self, timeout: Duration) -> ExitStatus {
-        let mut c = self.child.take().expect("process already stopped");
+        self.terminate();
+        self.wait(timeout)
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn terminate(&mut self) {
+        let c = self.child.as_ref().expect("process already stopped");
         signal(c.id() as i32, "TERM");
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let mut c = self.child.take().expect("process already stopped");
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = c.try_wait().unwrap() {
@@ -102,23 +124,22 @@ impl Proc {
             }
             if Instant::now() > deadline {
                 let _ = c.kill();
-                panic!("process did not stop within {timeout:?} of SIGTERM; log {}", self.log.display());
+                panic!(
+                    "process did not stop within {timeout:?}; log {}",
+                    self.log.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-
-    pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
 }
 
 fn signal(pid: i32, sig: &str) {
-    let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
     assert!(status.success(), "kill -{sig} {pid} failed");
 }
 
@@ -131,7 +152,6 @@ impl Drop for Proc {
 /// A `nats-server` with JetStream on a free port and a temporary store.
 pub struct Nats {
     pub port: u16,
-    pub cluster_port: Option<u16>,
     pub store: PathBuf,
     extra: Vec<String>,
     proc: Option<Proc>,
@@ -152,16 +172,21 @@ impl Nats {
     pub fn start(&mut self) {
         assert!(self.proc.is_none(), "nats-server already running");
         let mut cmd = Command::new(nats_server());
-        cmd.args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
-            .arg(&self.store)
-            .args(&self.extra);
+        cmd.args([
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-sd",
+        ])
+        .arg(&self.store)
+        .args(&self.extra);
         self.proc = Some(Proc::spawn(cmd, "nats"));
-        assert!(wait_port(self.port, Duration::from_secs(10)), "nats-server did not start");
-    }
-
-    pub fn restart(&mut self) {
-        self.stop();
-        self.start();
+        assert!(
+            wait_port(self.port, Duration::from_secs(10)),
+            "nats-server did not start"
+        );
     }
 
     pub async fn client(&self) -> async_nats::Client {
@@ -184,12 +209,22 @@ fn nats_server() -> String {
 }
 
 pub fn spawn_nats() -> Nats {
+    spawn_nats_with_config("")
+}
+
+/// A server with extra lines of configuration (e.g. `max_payload: 2048`).
+pub fn spawn_nats_with_config(conf: &str) -> Nats {
     let dir = tempfile::tempdir().unwrap();
+    let mut extra = Vec::new();
+    if !conf.is_empty() {
+        let path = dir.path().join("nats.conf");
+        std::fs::write(&path, conf).unwrap();
+        extra = vec!["-c".to_owned(), path.display().to_string()];
+    }
     let mut nats = Nats {
         port: free_port(),
-        cluster_port: None,
         store: dir.path().join("js"),
-        extra: Vec::new(),
+        extra,
         proc: None,
         _dir: Some(dir),
     };
@@ -200,13 +235,16 @@ pub fn spawn_nats() -> Nats {
 /// Three clustered servers on loopback; returns them in start order.
 pub fn spawn_nats_cluster() -> Vec<Nats> {
     let cluster_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let routes = cluster_ports.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    let routes = cluster_ports
+        .iter()
+        .map(|p| format!("nats://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
     let mut nodes: Vec<Nats> = (0..3)
         .map(|i| {
             let dir = tempfile::tempdir().unwrap();
             Nats {
                 port: free_port(),
-                cluster_port: Some(cluster_ports[i]),
                 store: dir.path().join("js"),
                 extra: vec![
                     "--name".into(),
@@ -256,7 +294,10 @@ impl Service {
 }
 
 pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 pub fn spawn_gateway(nats_url: &str, env: &[(&str, &str)]) -> Service {
@@ -271,8 +312,16 @@ pub fn spawn_gateway(nats_url: &str, env: &[(&str, &str)]) -> Service {
         cmd.env(k, v);
     }
     let proc = Proc::spawn(cmd, "gateway");
-    assert!(wait_port(port, Duration::from_secs(20)), "gateway did not listen; log {}", proc.log.display());
-    Service { proc, addr: ([127, 0, 0, 1], port).into(), http: http_client() }
+    assert!(
+        wait_port(port, Duration::from_secs(20)),
+        "gateway did not listen; log {}",
+        proc.log.display()
+    );
+    Service {
+        proc,
+        addr: ([127, 0, 0, 1], port).into(),
+        http: http_client(),
+    }
 }
 
 pub fn spawn_generator(nats_url: &str, data_dir: &Path, env: &[(&str, &str)]) -> Service {
@@ -287,13 +336,26 @@ pub fn spawn_generator(nats_url: &str, data_dir: &Path, env: &[(&str, &str)]) ->
         cmd.env(k, v);
     }
     let proc = Proc::spawn(cmd, "generator");
-    assert!(wait_port(port, Duration::from_secs(20)), "generator did not listen; log {}", proc.log.display());
-    Service { proc, addr: ([127, 0, 0, 1], port).into(), http: http_client() }
+    assert!(
+        wait_port(port, Duration::from_secs(20)),
+        "generator did not listen; log {}",
+        proc.log.display()
+    );
+    Service {
+        proc,
+        addr: ([127, 0, 0, 1], port).into(),
+        http: http_client(),
+    }
 }
 
 /// POSTs a JSON body to /generate_sn.
 pub async fn post(gw: &Service, body: &Value) -> reqwest::Response {
-    gw.http.post(gw.url("/generate_sn")).json(body).send().await.unwrap()
+    gw.http
+        .post(gw.url("/generate_sn"))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// POSTs and expects 202; returns the task id.
@@ -305,7 +367,14 @@ pub async fn submit(gw: &Service, body: Value) -> String {
 }
 
 pub async fn task(gw: &Service, id: &str) -> Value {
-    gw.http.get(gw.url(&format!("/tasks/{id}"))).send().await.unwrap().json().await.unwrap()
+    gw.http
+        .get(gw.url(&format!("/tasks/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// Waits until the task is SUCCESS or FAILURE; returns its view.
@@ -314,7 +383,12 @@ pub async fn finished(gw: &Service, id: &str, timeout: Duration) -> Value {
     wait_for(&format!("task {id} to finish"), timeout, || {
         let id = id.clone();
         async move {
-            let r = gw.http.get(gw.url(&format!("/tasks/{id}"))).send().await.ok()?;
+            let r = gw
+                .http
+                .get(gw.url(&format!("/tasks/{id}")))
+                .send()
+                .await
+                .ok()?;
             let v: Value = r.json().await.ok()?;
             matches!(v["state"].as_str(), Some("SUCCESS" | "FAILURE")).then_some(v)
         }
@@ -322,8 +396,14 @@ pub async fn finished(gw: &Service, id: &str, timeout: Duration) -> Value {
     .await
 }
 
+/// Downloads a task's serials; a 503 (with Retry-After) is retried, as a client would.
 pub async fn serials(gw: &Service, id: &str) -> Vec<String> {
-    let r = gw.http.get(gw.url(&format!("/tasks/{id}/serials"))).send().await.unwrap();
+    let url = gw.url(&format!("/tasks/{id}/serials"));
+    let r = wait_for("the serials download", Duration::from_secs(60), || async {
+        let r = gw.http.get(&url).send().await.unwrap();
+        (r.status() != 503).then_some(r)
+    })
+    .await;
     assert_eq!(r.status(), 200);
     r.text().await.unwrap().lines().map(str::to_owned).collect()
 }
@@ -337,7 +417,9 @@ pub async fn stream_last_seq(js: &jetstream::Context) -> u64 {
 }
 
 /// Every message of the stream: (subject, payload JSON, headers), in order.
-pub async fn stream_messages(js: &jetstream::Context) -> Vec<(String, Value, Option<async_nats::HeaderMap>)> {
+pub async fn stream_messages(
+    js: &jetstream::Context,
+) -> Vec<(String, Value, Option<async_nats::HeaderMap>)> {
     use async_nats::jetstream::consumer::pull::OrderedConfig;
     use futures::StreamExt;
     let last = stream_last_seq(js).await;
@@ -346,12 +428,22 @@ pub async fn stream_messages(js: &jetstream::Context) -> Vec<(String, Value, Opt
         return out;
     }
     let stream = js.get_stream("SN").await.unwrap();
-    let consumer = stream.create_consumer(OrderedConfig::default()).await.unwrap();
+    let consumer = stream
+        .create_consumer(OrderedConfig::default())
+        .await
+        .unwrap();
     let mut messages = consumer.messages().await.unwrap();
-    while let Some(m) = tokio::time::timeout(Duration::from_secs(10), messages.next()).await.unwrap() {
+    while let Some(m) = tokio::time::timeout(Duration::from_secs(10), messages.next())
+        .await
+        .unwrap()
+    {
         let m = m.unwrap();
         let seq = m.info().unwrap().stream_sequence;
-        out.push((m.subject.to_string(), serde_json::from_slice(&m.payload).unwrap(), m.headers.clone()));
+        out.push((
+            m.subject.to_string(),
+            serde_json::from_slice(&m.payload).unwrap(),
+            m.headers.clone(),
+        ));
         if seq >= last {
             break;
         }

@@ -11,7 +11,9 @@ use crate::harness::*;
 const T: Duration = Duration::from_secs(60);
 
 fn expected(model: &str, first: u64, count: u64) -> Vec<String> {
-    (first..first + count).map(|n| format!("{model}{n:08}")).collect()
+    (first..first + count)
+        .map(|n| format!("{model}{n:08}"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,17 +50,35 @@ async fn old_request_body_reaches_success_with_the_expected_serials() {
     }
     assert_eq!(serials(&gw, &id).await, expected("0111", 1, 10));
 
-    let csv = gw.http.get(gw.url(&format!("/tasks/{id}/serials"))).header("accept", "text/csv").send().await.unwrap();
-    assert!(csv.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let csv = gw
+        .http
+        .get(gw.url(&format!("/tasks/{id}/serials")))
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert!(csv.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
     let csv = csv.text().await.unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "serial,number");
     assert_eq!(lines[1], "011100000001,1");
     assert_eq!(lines.len(), 11);
 
-    let nd = gw.http.get(gw.url(&format!("/tasks/{id}/serials"))).header("accept", "application/x-ndjson").send().await.unwrap();
+    let nd = gw
+        .http
+        .get(gw.url(&format!("/tasks/{id}/serials")))
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap();
     let nd = nd.text().await.unwrap();
-    let rows: Vec<Value> = nd.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<Value> = nd
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(rows.len(), 10);
     assert_eq!(rows[9], json!({"serial":"011100000010","number":10}));
 }
@@ -126,7 +146,12 @@ async fn events_are_cloudevents_on_the_documented_subjects() {
             format!("sn.0111.completed.{id}"),
         ]
     );
-    let types = ["sn.generate.requested.v1", "sn.range.reserved.v1", "sn.serials.generated.v1", "sn.task.completed.v1"];
+    let types = [
+        "sn.generate.requested.v1",
+        "sn.range.reserved.v1",
+        "sn.serials.generated.v1",
+        "sn.task.completed.v1",
+    ];
     let mut trace_ids = HashSet::new();
     for (m, ty) in seen.iter().zip(types) {
         let ev: Value = serde_json::from_slice(&m.payload).unwrap();
@@ -139,20 +164,37 @@ async fn events_are_cloudevents_on_the_documented_subjects() {
         assert_eq!(ev["data"]["task_id"], id.as_str());
         assert_eq!(ev["data"]["code_model"], "0111");
         let headers = m.headers.as_ref().expect("events carry headers");
-        assert_eq!(headers.get("Nats-Msg-Id").unwrap().as_str(), ev["id"].as_str().unwrap());
-        assert_eq!(headers.get("Content-Type").unwrap().as_str(), "application/cloudevents+json");
-        let tp = headers.get("traceparent").expect("traceparent header").as_str().to_owned();
-        let attr = ev["traceparent"].as_str().expect("traceparent attribute").to_owned();
+        assert_eq!(
+            headers.get("Nats-Msg-Id").unwrap().as_str(),
+            ev["id"].as_str().unwrap()
+        );
+        assert_eq!(
+            headers.get("Content-Type").unwrap().as_str(),
+            "application/cloudevents+json"
+        );
+        let tp = headers
+            .get("traceparent")
+            .expect("traceparent header")
+            .as_str()
+            .to_owned();
+        let attr = ev["traceparent"]
+            .as_str()
+            .expect("traceparent attribute")
+            .to_owned();
         trace_ids.insert(tp.split('-').nth(1).unwrap().to_owned());
         trace_ids.insert(attr.split('-').nth(1).unwrap().to_owned());
     }
     assert_eq!(trace_ids.len(), 1, "one trace per task: {trace_ids:?}");
-    let data = |i: usize| serde_json::from_slice::<Value>(&seen[i].payload).unwrap()["data"].clone();
+    let data =
+        |i: usize| serde_json::from_slice::<Value>(&seen[i].payload).unwrap()["data"].clone();
     assert_eq!(data(0)["number"], 1);
     assert_eq!(data(0)["count"], 10);
     assert_eq!(data(0)["format"], json!({"width":8,"check_digit":"none"}));
     assert!(data(0)["idempotency_key"].is_null());
-    assert_eq!((data(1)["first"].clone(), data(1)["last"].clone()), (json!(1), json!(10)));
+    assert_eq!(
+        (data(1)["first"].clone(), data(1)["last"].clone()),
+        (json!(1), json!(10))
+    );
     assert_eq!(data(2)["batch"], 0);
     assert_eq!(data(2)["first_number"], 1);
     assert_eq!(data(2)["serials"].as_array().unwrap().len(), 10);
@@ -172,39 +214,120 @@ async fn bad_input_gets_its_status_and_puts_nothing_on_the_stream() {
     let send = |body: Vec<u8>, ct: &'static str| {
         let http = gw.http.clone();
         let url = url.clone();
-        async move { http.post(url).header("content-type", ct).body(body).send().await.unwrap() }
+        async move {
+            http.post(url)
+                .header("content-type", ct)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
     };
     let j = "application/json";
     let cases: Vec<(Vec<u8>, &str, u16, Option<&str>)> = vec![
         (b"{not json".to_vec(), j, 400, None),
-        (br#"{"code_model":"0111","count":1}"#.to_vec(), "text/plain", 415, None),
-        (format!(r#"{{"code_model":"0111","count":1,"pad":"{}"}}"#, "x".repeat(70_000)).into_bytes(), j, 413, None),
-        (br#"{"code_model":"0111","count":0}"#.to_vec(), j, 422, Some("count")),
-        (br#"{"code_model":"0111","count":-5}"#.to_vec(), j, 422, Some("count")),
-        (br#"{"code_model":"0111","count":1001}"#.to_vec(), j, 422, Some("count")),
-        (br#"{"code_model":"","count":1}"#.to_vec(), j, 422, Some("code_model")),
-        (br#"{"code_model":"a.b>","count":1}"#.to_vec(), j, 422, Some("code_model")),
+        (
+            br#"{"code_model":"0111","count":1}"#.to_vec(),
+            "text/plain",
+            415,
+            None,
+        ),
+        (
+            format!(
+                r#"{{"code_model":"0111","count":1,"pad":"{}"}}"#,
+                "x".repeat(70_000)
+            )
+            .into_bytes(),
+            j,
+            413,
+            None,
+        ),
+        (
+            br#"{"code_model":"0111","count":0}"#.to_vec(),
+            j,
+            422,
+            Some("count"),
+        ),
+        (
+            br#"{"code_model":"0111","count":-5}"#.to_vec(),
+            j,
+            422,
+            Some("count"),
+        ),
+        (
+            br#"{"code_model":"0111","count":1001}"#.to_vec(),
+            j,
+            422,
+            Some("count"),
+        ),
+        (
+            br#"{"code_model":"","count":1}"#.to_vec(),
+            j,
+            422,
+            Some("code_model"),
+        ),
+        (
+            br#"{"code_model":"a.b>","count":1}"#.to_vec(),
+            j,
+            422,
+            Some("code_model"),
+        ),
         (br#"{"count":1}"#.to_vec(), j, 422, Some("code_model")),
-        (br#"{"code_model":"0111","number":99999999,"count":2}"#.to_vec(), j, 422, Some("number")),
-        (br#"{"code_model":"AB","count":1,"format":{"check_digit":"gs1"}}"#.to_vec(), j, 422, Some("format.check_digit")),
-        (br#"{"code_model":"0111","count":1,"format":{"width":21}}"#.to_vec(), j, 422, Some("format.width")),
+        (
+            br#"{"code_model":"0111","number":99999999,"count":2}"#.to_vec(),
+            j,
+            422,
+            Some("number"),
+        ),
+        (
+            br#"{"code_model":"AB","count":1,"format":{"check_digit":"gs1"}}"#.to_vec(),
+            j,
+            422,
+            Some("format.check_digit"),
+        ),
+        (
+            br#"{"code_model":"0111","count":1,"format":{"width":21}}"#.to_vec(),
+            j,
+            422,
+            Some("format.width"),
+        ),
     ];
     for (body, ct, status, field) in cases {
         let shown = String::from_utf8_lossy(&body[..body.len().min(60)]).into_owned();
         let r = send(body, ct).await;
         assert_eq!(r.status().as_u16(), status, "{shown}");
         let err: Value = r.json().await.unwrap();
-        assert!(err["error"]["code"].is_string() && err["error"]["message"].is_string(), "{err}");
+        assert!(
+            err["error"]["code"].is_string() && err["error"]["message"].is_string(),
+            "{err}"
+        );
         if let Some(f) = field {
             assert_eq!(err["error"]["field"], f, "{shown}");
-            assert!(err["error"]["message"].as_str().unwrap().contains(f), "{err}");
+            assert!(
+                err["error"]["message"].as_str().unwrap().contains(f),
+                "{err}"
+            );
         }
     }
-    let r = gw.http.get(gw.url("/tasks/not-a-uuid")).send().await.unwrap();
+    let r = gw
+        .http
+        .get(gw.url("/tasks/not-a-uuid"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
-    let r = gw.http.get(gw.url(&format!("/tasks/{}", uuid::Uuid::new_v4()))).send().await.unwrap();
+    let r = gw
+        .http
+        .get(gw.url(&format!("/tasks/{}", uuid::Uuid::new_v4())))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(stream_last_seq(&js).await, before, "bad input reached the stream");
+    assert_eq!(
+        stream_last_seq(&js).await,
+        before,
+        "bad input reached the stream"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,18 +339,48 @@ async fn token_guards_writes_but_not_reads() {
     let body = json!({"code_model":"0111","count":1});
     let r = post(&gw, &body).await;
     assert_eq!(r.status(), 401);
-    let r = gw.http.post(gw.url("/generate_sn")).bearer_auth("wrong").json(&body).send().await.unwrap();
+    let r = gw
+        .http
+        .post(gw.url("/generate_sn"))
+        .bearer_auth("wrong")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "unauthorized");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "unauthorized"
+    );
     assert_eq!(stream_last_seq(&js).await, 0);
-    let r = gw.http.post(gw.url("/generate_sn")).bearer_auth("s3cret").json(&body).send().await.unwrap();
+    let r = gw
+        .http
+        .post(gw.url("/generate_sn"))
+        .bearer_auth("s3cret")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    let r = gw.http.get(gw.url(&format!("/tasks/{id}"))).send().await.unwrap();
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = gw
+        .http
+        .get(gw.url(&format!("/tasks/{id}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["state"], "PENDING");
     // Serials of an unfinished task: 409.
-    let r = gw.http.get(gw.url(&format!("/tasks/{id}/serials"))).send().await.unwrap();
+    let r = gw
+        .http
+        .get(gw.url(&format!("/tasks/{id}/serials")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 409);
 }
 
@@ -258,10 +411,16 @@ async fn nats_outage_gives_503_and_the_gateway_recovers_alone() {
         (r.status() == 202).then_some(r)
     })
     .await;
-    let id = after.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let id = after.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let view = finished(&gw, &id, T).await;
     assert_eq!(view["state"], "SUCCESS");
-    assert_eq!(view["number"], 6, "the model's next free range after the outage");
+    assert_eq!(
+        view["number"], 6,
+        "the model's next free range after the outage"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,16 +432,45 @@ async fn a_restarted_gateway_serves_identical_views() {
     gw.wait_ready().await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(submit(&gw, json!({"code_model": format!("R{}", i % 2), "count": 100 + i})).await);
+        ids.push(
+            submit(
+                &gw,
+                json!({"code_model": format!("R{}", i % 2), "count": 100 + i}),
+            )
+            .await,
+        );
     }
-    ids.push(submit(&gw, json!({"code_model":"R0","number":1,"count":1})).await); // conflicts
+    // Two one-digit tasks of 9: the second finds no room left and fails.
+    ids.push(
+        submit(
+            &gw,
+            json!({"code_model":"R9","count":9,"format":{"width":1}}),
+        )
+        .await,
+    );
+    finished(&gw, ids.last().unwrap(), T).await;
+    ids.push(
+        submit(
+            &gw,
+            json!({"code_model":"R9","count":9,"format":{"width":1}}),
+        )
+        .await,
+    );
     let mut views = Vec::new();
     for id in &ids {
         views.push(finished(&gw, id, T).await);
     }
     assert_eq!(views.last().unwrap()["state"], "FAILURE");
-    assert_eq!(views.last().unwrap()["error"]["code"], "range_conflict");
-    let list_before: Value = gw.http.get(gw.url("/tasks?limit=100")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(views.last().unwrap()["error"]["code"], "range_exhausted");
+    let list_before: Value = gw
+        .http
+        .get(gw.url("/tasks?limit=100"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
 
     let status = gw.proc.sigterm(Duration::from_secs(20));
     assert!(status.success(), "gateway exit status {status:?}");
@@ -291,9 +479,17 @@ async fn a_restarted_gateway_serves_identical_views() {
     for (id, before) in ids.iter().zip(&views) {
         assert_eq!(&task(&gw, id).await, before);
     }
-    let list_after: Value = gw.http.get(gw.url("/tasks?limit=100")).send().await.unwrap().json().await.unwrap();
+    let list_after: Value = gw
+        .http
+        .get(gw.url("/tasks?limit=100"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list_before, list_after);
-    assert_eq!(list_after["items"].as_array().unwrap().len(), 6);
+    assert_eq!(list_after["items"].as_array().unwrap().len(), 7);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,7 +504,10 @@ async fn a_killed_generator_finishes_a_million_serials_after_restart() {
     // Kill it mid-task: once some batches are out, before the completion.
     wait_for("the task to be half-way", T, || async {
         let v = task(&gw, &id).await;
-        assert_ne!(v["state"], "SUCCESS", "finished before the kill; make the task larger");
+        assert_ne!(
+            v["state"], "SUCCESS",
+            "finished before the kill; make the task larger"
+        );
         (v["generated"].as_u64().unwrap_or(0) >= 100_000).then_some(())
     })
     .await;
@@ -346,7 +545,11 @@ async fn generator_log_prints_every_event_and_both_services_stop_cleanly() {
         .arg(data.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -360,8 +563,16 @@ async fn generator_log_prints_every_event_and_both_services_stop_cleanly() {
         .map(|(_, v, _)| v)
         .collect();
     // Every event the generator published is in its log, in the same order.
-    let ids = |v: &[Value]| v.iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let ids = |v: &[Value]| {
+        v.iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(ids(&lines), ids(&published));
-    assert_eq!(lines.len(), 1 + 3 + 1 + 1, "reserved, 3 batches, completed, failed");
+    assert_eq!(
+        lines.len(),
+        1 + 3 + 1 + 1,
+        "reserved, 3 batches, completed, failed"
+    );
     assert!(lines.iter().all(|e| e["specversion"] == "1.0"));
 }

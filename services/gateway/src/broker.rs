@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy};
+use async_nats::jetstream::{self, stream::DirectGetErrorKind};
 use bytes::Bytes;
 use common::{subjects, Event};
 use futures::future::BoxFuture;
@@ -31,11 +31,13 @@ pub trait Broker: Send + Sync + 'static {
     fn connected(&self) -> bool;
     /// Last sequence of the stream.
     fn last_sequence(&self) -> BoxFuture<'_, Result<u64, BrokerError>>;
-    /// Raw payloads of the task's generated events, in stream order.
+    /// Raw payloads of the task's generated events, in stream order, from stream sequence
+    /// `from_seq` on.
     fn generated(
         &self,
         model: &str,
         task: uuid::Uuid,
+        from_seq: u64,
     ) -> BoxFuture<'_, Result<BoxStream<'static, Result<Bytes, BrokerError>>, BrokerError>>;
 }
 
@@ -52,18 +54,27 @@ impl Broker for NatsBroker {
     fn publish(&self, event: &Event) -> BoxFuture<'_, Result<Accepted, BrokerError>> {
         let subject = event.nats_subject();
         // The CloudEvent carries the same trace context as the NATS headers.
-        let event = event.clone().with_traceparent(common::telemetry::current_traceparent());
+        let event = event
+            .clone()
+            .with_traceparent(common::telemetry::current_traceparent());
         let publish = common::nats::event_publish(&event.id, event.to_json().into(), None);
         Box::pin(async move {
             if !self.connected() {
                 return Err(BrokerError::Disconnected);
             }
-            let ack = self.js.send_publish(subject, publish).await.map_err(other)?;
+            let ack = self
+                .js
+                .send_publish(subject, publish)
+                .await
+                .map_err(other)?;
             let ack = tokio::time::timeout(Duration::from_secs(5), ack)
                 .await
                 .map_err(|_| BrokerError::Other("no ack from JetStream in time".into()))?
                 .map_err(other)?;
-            Ok(Accepted { sequence: ack.sequence, duplicate: ack.duplicate })
+            Ok(Accepted {
+                sequence: ack.sequence,
+                duplicate: ack.duplicate,
+            })
         })
     }
 
@@ -79,20 +90,34 @@ impl Broker for NatsBroker {
         &self,
         model: &str,
         task: uuid::Uuid,
+        from_seq: u64,
     ) -> BoxFuture<'_, Result<BoxStream<'static, Result<Bytes, BrokerError>>, BrokerError>> {
-        let filter = subjects::generated(model, task);
+        let subject = subjects::generated(model, task);
         Box::pin(async move {
-            let stream = self.js.get_stream_no_info(subjects::STREAM).await.map_err(other)?;
-            let consumer = stream
-                .create_consumer(OrderedConfig {
-                    filter_subject: filter,
-                    deliver_policy: DeliverPolicy::All,
-                    ..Default::default()
-                })
+            let stream = self
+                .js
+                .get_stream_no_info(subjects::STREAM)
                 .await
                 .map_err(other)?;
-            let messages = consumer.messages().await.map_err(other)?;
-            Ok(messages.map(|m| m.map(|m| m.payload.clone()).map_err(other)).boxed())
+            // Direct gets walk the task's subject without a consumer: any replica answers,
+            // and nothing has to be created or cleaned up on the server.
+            let batches = futures::stream::try_unfold(
+                (stream, subject, from_seq.max(1)),
+                |(stream, subject, seq)| async move {
+                    match stream
+                        .direct_get_next_for_subject(subject.as_str(), Some(seq))
+                        .await
+                    {
+                        Ok(m) => {
+                            let next = m.sequence + 1;
+                            Ok(Some((m.payload, (stream, subject, next))))
+                        }
+                        Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+                        Err(e) => Err(other(e)),
+                    }
+                },
+            );
+            Ok(batches.boxed())
         })
     }
 }

@@ -6,7 +6,11 @@ use clap::Parser;
 use common::config::{NatsArgs, TelemetryArgs, DEFAULT_MAX_COUNT};
 
 #[derive(Clone, Parser)]
-#[command(name = "gateway", version, about = "HTTP API of the serial-number service")]
+#[command(
+    name = "gateway",
+    version,
+    about = "HTTP API of the serial-number service"
+)]
 pub struct Config {
     #[command(flatten)]
     pub nats: NatsArgs,

@@ -76,7 +76,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(body)).into_response();
         match self {
             ApiError::Unavailable => {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::Unauthorized => {
                 response

@@ -27,7 +27,8 @@ pub fn init_metrics() {
     METRICS.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
             .set_buckets(&[
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
             ])
             .expect("static buckets are valid")
             .build_recorder();
@@ -61,8 +62,13 @@ pub fn router(state: AppState) -> Router {
 
 /// With `API_TOKEN` set, writes need `Authorization: Bearer <token>`; reads stay open.
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(token) = &state.api_token else { return next.run(req).await };
-    if !matches!(*req.method(), Method::POST | Method::DELETE | Method::PUT | Method::PATCH) {
+    let Some(token) = &state.api_token else {
+        return next.run(req).await;
+    };
+    if !matches!(
+        *req.method(),
+        Method::POST | Method::DELETE | Method::PUT | Method::PATCH
+    ) {
         return next.run(req).await;
     }
     let given = req
@@ -114,7 +120,11 @@ async fn observe(req: Request, next: Next) -> Response {
     let response = next.run(req).instrument(span.clone()).await;
     let status = response.status().as_u16();
     span.record("http.response.status_code", status);
-    let labels = [("route", route), ("method", method.to_string()), ("status", status.to_string())];
+    let labels = [
+        ("route", route),
+        ("method", method.to_string()),
+        ("status", status.to_string()),
+    ];
     metrics::counter!("sn_http_requests_total", &labels).increment(1);
     metrics::histogram!("sn_http_request_duration_seconds", &labels[..2])
         .record(started.elapsed().as_secs_f64());

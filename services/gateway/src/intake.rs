@@ -29,10 +29,13 @@ pub fn task_id_for(key: Option<&str>) -> Uuid {
 
 /// Reads the `Idempotency-Key` header: 1 to 255 visible ASCII characters.
 pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
-    let key = value.to_str().ok().filter(|k| {
-        (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic())
-    });
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()));
     match key {
         Some(k) => Ok(Some(k.to_owned())),
         None => Err(ApiError::Unprocessable {
@@ -71,8 +74,11 @@ pub async fn submit(state: &AppState, event: &Event) -> Result<Accepted, ApiErro
 
 /// `202 Accepted` with `Location: /tasks/<id>`.
 pub fn accepted(id: Uuid, state: State) -> Response {
-    let mut response =
-        (StatusCode::ACCEPTED, Json(json!({"id": id, "state": state}))).into_response();
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(json!({"id": id, "state": state})),
+    )
+        .into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/tasks/{id}")) {
         response.headers_mut().insert(header::LOCATION, v);
     }

@@ -18,10 +18,10 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::error::ApiError;
-pub use crate::http::router;
 use crate::broker::{Broker, NatsBroker};
 use crate::config::Config;
+pub use crate::error::ApiError;
+pub use crate::http::router;
 use crate::projection::Projection;
 
 /// Everything a handler can reach.
@@ -48,25 +48,44 @@ impl Application {
             .with_context(|| format!("cannot bind {}", config.http_addr))?;
         let client = common::nats::connect(&config.nats.nats_url, "gateway", &shutdown).await?;
         let js = jetstream::new(client.clone());
-        common::nats::ensure_stream(&js, config.nats.stream()).await?;
+        common::nats::ensure_stream_retrying(&js, config.nats.stream(), &shutdown).await?;
         http::init_metrics();
         let state = AppState {
             projection: Arc::new(Projection::default()),
-            broker: Arc::new(NatsBroker { client, js: js.clone() }),
+            broker: Arc::new(NatsBroker {
+                client,
+                js: js.clone(),
+            }),
             api_token: config.api_token.filter(|t| !t.is_empty()).map(Arc::from),
             max_count: config.max_count,
         };
-        Ok(Application { listener, state, js, shutdown })
+        Ok(Application {
+            listener,
+            state,
+            js,
+            shutdown,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     /// Serves HTTP and follows the stream until shutdown, then drains in-flight requests.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Application { listener, state, js, shutdown } = self;
-        let projection = tokio::spawn(projection::run(state.projection.clone(), js, shutdown.clone()));
+        let Application {
+            listener,
+            state,
+            js,
+            shutdown,
+        } = self;
+        let projection = tokio::spawn(projection::run(
+            state.projection.clone(),
+            js,
+            shutdown.clone(),
+        ));
         let app = router(state);
         let stop = shutdown.clone();
         axum::serve(listener, app)

@@ -17,7 +17,10 @@ static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn init_metrics() {
     METRICS.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
-            .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+            .set_buckets(&[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ])
             .expect("static buckets are valid")
             .build_recorder();
         let handle = recorder.handle();
@@ -48,7 +51,11 @@ async fn metrics_text(State(shared): State<Arc<Shared>>) -> String {
     METRICS.get().map(|h| h.render()).unwrap_or_default()
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) {
     let app = router(shared);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(async move { cancel.cancelled().await })

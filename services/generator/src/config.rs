@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use common::config::{NatsArgs, TelemetryArgs, DEFAULT_MAX_COUNT};
 
 #[derive(Debug, Parser)]
-#[command(name = "generator", version, about = "Issues serial numbers from requests on the SN stream")]
+#[command(
+    name = "generator",
+    version,
+    about = "Issues serial numbers from requests on the SN stream"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -38,7 +38,9 @@ async fn follow(shared: &Shared, cancel: &CancellationToken) -> anyhow::Result<(
     let mut consumer = stream
         .create_consumer(OrderedConfig {
             filter_subject: subjects::ALL_RESERVATIONS.to_owned(),
-            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start },
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: start,
+            },
             ..Default::default()
         })
         .await?;
@@ -58,15 +60,31 @@ async fn follow(shared: &Shared, cancel: &CancellationToken) -> anyhow::Result<(
         let info = msg.info().map_err(|e| anyhow::anyhow!("{e}"))?;
         let (seq, pending) = (info.stream_sequence, info.pending);
         match Event::from_json(&msg.payload) {
-            Ok(Event { data: EventData::Reserved(r), .. }) => {
-                let range = Range { first: r.first, last: r.last, task: r.task_id };
-                let fresh = shared
-                    .ledger
-                    .write()
-                    .expect("ledger lock poisoned")
-                    .apply(&r.code_model, seq, range);
-                let stored = StoredRange { first: r.first, last: r.last, task: r.task_id, seq };
-                let ranges = if fresh { vec![(r.code_model.clone(), stored)] } else { vec![] };
+            Ok(Event {
+                data: EventData::Reserved(r),
+                ..
+            }) => {
+                let range = Range {
+                    first: r.first,
+                    last: r.last,
+                    task: r.task_id,
+                };
+                let fresh = shared.ledger.write().expect("ledger lock poisoned").apply(
+                    &r.code_model,
+                    seq,
+                    range,
+                );
+                let stored = StoredRange {
+                    first: r.first,
+                    last: r.last,
+                    task: r.task_id,
+                    seq,
+                };
+                let ranges = if fresh {
+                    vec![(r.code_model.clone(), stored)]
+                } else {
+                    vec![]
+                };
                 shared.log.save_ledger(&ranges, seq)?;
             }
             other => {
@@ -75,7 +93,11 @@ async fn follow(shared: &Shared, cancel: &CancellationToken) -> anyhow::Result<(
                 }
                 // Still a message on the subject: the next compare-and-set must expect it.
                 if let Some(p) = subjects::parse(&msg.subject) {
-                    shared.ledger.write().expect("ledger lock poisoned").observe(p.model, seq);
+                    shared
+                        .ledger
+                        .write()
+                        .expect("ledger lock poisoned")
+                        .observe(p.model, seq);
                 }
                 shared.log.save_ledger(&[], seq)?;
             }

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info_span, Instrument};
 
-use crate::task::{self, Outcome, TaskError};
+use crate::task::{self, Outcome, TaskError, Turn};
 use crate::Shared;
 
 pub fn consumer_config(shared: &Shared) -> pull::Config {
@@ -63,9 +63,10 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             while tasks.try_join_next().is_some() {}
             match next {
                 Some(Ok(msg)) => {
+                    let turn = shared.reserve_turn.clone().lock_owned().await;
                     let (shared, cancel) = (shared.clone(), cancel.clone());
                     tasks.spawn(async move {
-                        handle(&shared, msg, &cancel).await;
+                        handle(&shared, msg, turn, &cancel).await;
                         drop(permit);
                     });
                 }
@@ -89,11 +90,17 @@ async fn open(shared: &Shared) -> anyhow::Result<pull::Stream> {
     Ok(consumer.messages().await?)
 }
 
-async fn handle(shared: &Shared, msg: Message, cancel: &CancellationToken) {
-    let (delivered, pending) = msg.info().map(|i| (i.delivered, i.pending)).unwrap_or((1, 0));
+async fn handle(shared: &Shared, msg: Message, turn: Turn, cancel: &CancellationToken) {
+    let (delivered, pending) = msg
+        .info()
+        .map(|i| (i.delivered, i.pending))
+        .unwrap_or((1, 0));
     metrics::gauge!("sn_consumer_pending").set(pending as f64);
     let req = match Event::from_json(&msg.payload) {
-        Ok(Event { data: EventData::Requested(r), .. }) if valid_model(&r.code_model) => r,
+        Ok(Event {
+            data: EventData::Requested(r),
+            ..
+        }) if valid_model(&r.code_model) => r,
         other => {
             tracing::warn!(subject = %msg.subject, ok = other.is_ok(), "dropping a message that is not a valid request");
             let _ = msg.ack_with(AckKind::Term).await;
@@ -116,7 +123,7 @@ async fn handle(shared: &Shared, msg: Message, cancel: &CancellationToken) {
     common::telemetry::set_parent_from(&span, msg.headers.as_ref());
     async {
         let started = Instant::now();
-        let result = task::run(shared, &req, &msg, cancel).await;
+        let result = task::run(shared, &req, &msg, turn, cancel).await;
         finish(shared, &req, &msg, delivered, result).await;
         tracing::debug!(elapsed = ?started.elapsed(), "request handled");
     }

@@ -30,7 +30,11 @@ pub enum Plan {
     /// The task already holds this range (a redelivery, or another replica reserved it).
     Held(Range),
     /// Reserve `[first, last]` with a compare-and-set expecting `expected_seq`.
-    Reserve { first: u64, last: u64, expected_seq: u64 },
+    Reserve {
+        first: u64,
+        last: u64,
+        expected_seq: u64,
+    },
     /// An explicit range overlaps this issued one.
     Conflict(Range),
     /// No room left below `capacity` for the next free range.
@@ -52,7 +56,12 @@ impl Ledger {
             return false;
         }
         if let Some(hit) = overlap(m, range.first, range.last) {
-            tracing::warn!(model, ?range, ?hit, "ignoring a reservation that overlaps the ledger");
+            tracing::warn!(
+                model,
+                ?range,
+                ?hit,
+                "ignoring a reservation that overlaps the ledger"
+            );
             return false;
         }
         m.ranges.insert(range.first, range);
@@ -78,7 +87,14 @@ impl Ledger {
 
     /// Decides what `task` should reserve: `number` explicit or `None` for the next free range;
     /// `capacity` is one past the highest number the task's width can hold.
-    pub fn plan(&self, model: &str, task: Uuid, number: Option<u64>, count: u64, capacity: u128) -> Plan {
+    pub fn plan(
+        &self,
+        model: &str,
+        task: Uuid,
+        number: Option<u64>,
+        count: u64,
+        capacity: u128,
+    ) -> Plan {
         let empty = ModelLedger::default();
         let m = self.models.get(model).unwrap_or(&empty);
         if let Some(r) = m.by_task.get(&task) {
@@ -96,7 +112,11 @@ impl Ledger {
         if let Some(hit) = overlap(m, first, last) {
             return Plan::Conflict(hit);
         }
-        Plan::Reserve { first, last, expected_seq: m.last_seq }
+        Plan::Reserve {
+            first,
+            last,
+            expected_seq: m.last_seq,
+        }
     }
 
     /// Every range, for the snapshot in the log.
@@ -123,18 +143,43 @@ mod tests {
     const CAP: u128 = 100_000_000;
 
     fn range(first: u64, last: u64) -> Range {
-        Range { first, last, task: Uuid::new_v4() }
+        Range {
+            first,
+            last,
+            task: Uuid::new_v4(),
+        }
     }
 
     #[test]
     fn first_task_of_a_model_starts_at_one_and_next_follows_the_highest() {
         let mut l = Ledger::default();
         let t = Uuid::new_v4();
-        assert_eq!(l.plan("m", t, None, 10, CAP), Plan::Reserve { first: 1, last: 10, expected_seq: 0 });
+        assert_eq!(
+            l.plan("m", t, None, 10, CAP),
+            Plan::Reserve {
+                first: 1,
+                last: 10,
+                expected_seq: 0
+            }
+        );
         l.apply("m", 5, range(1, 10));
         l.apply("m", 9, range(500, 600));
-        assert_eq!(l.plan("m", t, None, 5, CAP), Plan::Reserve { first: 601, last: 605, expected_seq: 9 });
-        assert_eq!(l.plan("other", t, None, 5, CAP), Plan::Reserve { first: 1, last: 5, expected_seq: 0 });
+        assert_eq!(
+            l.plan("m", t, None, 5, CAP),
+            Plan::Reserve {
+                first: 601,
+                last: 605,
+                expected_seq: 9
+            }
+        );
+        assert_eq!(
+            l.plan("other", t, None, 5, CAP),
+            Plan::Reserve {
+                first: 1,
+                last: 5,
+                expected_seq: 0
+            }
+        );
     }
 
     #[test]
@@ -145,10 +190,18 @@ mod tests {
         let t = Uuid::new_v4();
         assert_eq!(l.plan("m", t, Some(500), 1000, CAP), Plan::Conflict(a));
         assert_eq!(l.plan("m", t, Some(1000), 1, CAP), Plan::Conflict(a));
-        assert!(matches!(l.plan("m", t, Some(1001), 1, CAP), Plan::Reserve { first: 1001, .. }));
+        assert!(matches!(
+            l.plan("m", t, Some(1001), 1, CAP),
+            Plan::Reserve { first: 1001, .. }
+        ));
         l.apply("m", 2, range(2000, 2010));
-        assert!(matches!(l.plan("m", t, Some(1001), 999, CAP), Plan::Reserve { .. }));
-        assert!(matches!(l.plan("m", t, Some(1001), 1000, CAP), Plan::Conflict(r) if r.first == 2000));
+        assert!(matches!(
+            l.plan("m", t, Some(1001), 999, CAP),
+            Plan::Reserve { .. }
+        ));
+        assert!(
+            matches!(l.plan("m", t, Some(1001), 1000, CAP), Plan::Conflict(r) if r.first == 2000)
+        );
     }
 
     #[test]
@@ -169,6 +222,13 @@ mod tests {
         l.apply("m", 1, range(1, 95));
         let t = Uuid::new_v4();
         assert_eq!(l.plan("m", t, None, 10, 100), Plan::Exhausted { next: 96 });
-        assert!(matches!(l.plan("m", t, None, 4, 100), Plan::Reserve { first: 96, last: 99, .. }));
+        assert!(matches!(
+            l.plan("m", t, None, 4, 100),
+            Plan::Reserve {
+                first: 96,
+                last: 99,
+                ..
+            }
+        ));
     }
 }

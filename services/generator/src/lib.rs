@@ -41,9 +41,10 @@ pub(crate) struct Shared {
     /// Stream sequence the ledger follower has folded up to.
     pub ledger_pos: watch::Sender<u64>,
     pub ledger_ready: AtomicBool,
-    /// Serialises this replica's own reservations so they do not race each other; replicas
-    /// are serialised by JetStream's compare-and-set.
-    pub reserve_lock: tokio::sync::Mutex<()>,
+    /// This replica's turn to reserve: taken by the intake loop in delivery order (tokio's
+    /// mutex is FIFO) and released once the task has its range, so one replica reserves in
+    /// the order requests arrived. Replicas are serialised by JetStream's compare-and-set.
+    pub reserve_turn: Arc<tokio::sync::Mutex<()>>,
     pub max_count: u64,
     pub work: WorkConfig,
 }
@@ -72,12 +73,20 @@ impl Application {
             .with_context(|| format!("cannot bind admin address {}", config.admin_addr))?;
         let client = common::nats::connect(&config.nats.nats_url, "generator", &shutdown).await?;
         let js = jetstream::new(client.clone());
-        common::nats::ensure_stream(&js, config.nats.stream()).await?;
+        common::nats::ensure_stream_retrying(&js, config.nats.stream(), &shutdown).await?;
 
         let (ranges, pos) = log.load_ledger()?;
         let mut ledger = Ledger::default();
         for (model, r) in ranges {
-            ledger.apply(&model, r.seq, ledger::Range { first: r.first, last: r.last, task: r.task });
+            ledger.apply(
+                &model,
+                r.seq,
+                ledger::Range {
+                    first: r.first,
+                    last: r.last,
+                    task: r.task,
+                },
+            );
         }
         let shared = Arc::new(Shared {
             js,
@@ -86,22 +95,32 @@ impl Application {
             ledger: RwLock::new(ledger),
             ledger_pos: watch::Sender::new(pos),
             ledger_ready: AtomicBool::new(false),
-            reserve_lock: tokio::sync::Mutex::new(()),
+            reserve_turn: Arc::new(tokio::sync::Mutex::new(())),
             max_count: config.max_count,
             work: config.work,
         });
         admin::init_metrics();
-        Ok(Application { shared, admin, shutdown })
+        Ok(Application {
+            shared,
+            admin,
+            shutdown,
+        })
     }
 
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr().expect("bound listener has an address")
+        self.admin
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     /// Republishes what the log holds unacknowledged, then follows the ledger and consumes
     /// requests until shutdown.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Application { shared, admin, shutdown } = self;
+        let Application {
+            shared,
+            admin,
+            shutdown,
+        } = self;
         let admin = tokio::spawn(admin::serve(admin, shared.clone(), shutdown.clone()));
         let follower = tokio::spawn(follower::run(shared.clone(), shutdown.clone()));
         if let Err(e) = outbox::republish_pending(&shared, &shutdown).await {

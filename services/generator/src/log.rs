@@ -65,15 +65,23 @@ impl Entry {
         let corrupt = || LogError::Corrupt(seq);
         let mut rest = raw;
         let mut field = || -> Result<String, LogError> {
-            let len = rest.get(..2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
-            let text = rest.get(2..2 + len.ok_or_else(corrupt)?).ok_or_else(corrupt)?;
+            let len = rest
+                .get(..2)
+                .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+            let text = rest
+                .get(2..2 + len.ok_or_else(corrupt)?)
+                .ok_or_else(corrupt)?;
             let text = std::str::from_utf8(text).map_err(|_| corrupt())?.to_owned();
             rest = &rest[2 + text.len()..];
             Ok(text)
         };
         let subject = field()?;
         let id = field()?;
-        Ok(Entry { subject, id, payload: bytes::Bytes::copy_from_slice(rest) })
+        Ok(Entry {
+            subject,
+            id,
+            payload: bytes::Bytes::copy_from_slice(rest),
+        })
     }
 }
 
@@ -114,7 +122,10 @@ fn seq_of(key: &[u8]) -> u64 {
 
 impl EventLog {
     pub fn open(dir: &Path) -> Result<EventLog, LogError> {
-        let open = |source| LogError::Open { path: dir.display().to_string(), source };
+        let open = |source| LogError::Open {
+            path: dir.display().to_string(),
+            source,
+        };
         let db = sled::Config::new().path(dir).open().map_err(open)?;
         let tree = db.open_tree("log").map_err(open)?;
         Ok(EventLog { db, tree })
@@ -122,7 +133,12 @@ impl EventLog {
 
     /// Appends entries of one task as not-yet-published, atomically. Not durable until
     /// [`EventLog::flush`] returns: call it before publishing.
-    pub fn append(&self, task: Uuid, entries: &[Entry], pending: bool) -> Result<Vec<u64>, LogError> {
+    pub fn append(
+        &self,
+        task: Uuid,
+        entries: &[Entry],
+        pending: bool,
+    ) -> Result<Vec<u64>, LogError> {
         let mut batch = sled::Batch::default();
         let mut seqs = Vec::with_capacity(entries.len());
         for entry in entries {
@@ -150,7 +166,9 @@ impl EventLog {
         for &seq in seqs {
             batch.remove(&key(PENDING, seq));
         }
-        self.tree.apply_batch(batch).map_err(io("mark published in"))
+        self.tree
+            .apply_batch(batch)
+            .map_err(io("mark published in"))
     }
 
     /// Entries logged but never acknowledged, in log order.
@@ -167,7 +185,9 @@ impl EventLog {
     }
 
     pub fn is_pending(&self, seq: u64) -> Result<bool, LogError> {
-        self.tree.contains_key(key(PENDING, seq)).map_err(io("read"))
+        self.tree
+            .contains_key(key(PENDING, seq))
+            .map_err(io("read"))
     }
 
     fn get(&self, seq: u64) -> Result<Option<Entry>, LogError> {
@@ -202,7 +222,11 @@ impl EventLog {
     }
 
     /// Saves reservations folded from the stream, with the stream position reached.
-    pub fn save_ledger(&self, ranges: &[(String, StoredRange)], stream_seq: u64) -> Result<(), LogError> {
+    pub fn save_ledger(
+        &self,
+        ranges: &[(String, StoredRange)],
+        stream_seq: u64,
+    ) -> Result<(), LogError> {
         let mut batch = sled::Batch::default();
         for (model, r) in ranges {
             let mut k = Vec::with_capacity(model.len() + 10);
@@ -217,7 +241,9 @@ impl EventLog {
             batch.insert(k, &v[..]);
         }
         batch.insert(LEDGER_SEQ, &stream_seq.to_be_bytes());
-        self.tree.apply_batch(batch).map_err(io("save the ledger in"))
+        self.tree
+            .apply_batch(batch)
+            .map_err(io("save the ledger in"))
     }
 
     /// The ledger snapshot and the stream position it reflects.
@@ -227,14 +253,24 @@ impl EventLog {
             let (k, v) = kv.map_err(io("read"))?;
             let corrupt = || LogError::Corrupt(0);
             let sep = k.iter().skip(1).position(|&b| b == 0).ok_or_else(corrupt)? + 1;
-            let model = std::str::from_utf8(&k[1..sep]).map_err(|_| corrupt())?.to_owned();
+            let model = std::str::from_utf8(&k[1..sep])
+                .map_err(|_| corrupt())?
+                .to_owned();
             if k.len() != sep + 9 || v.len() != 32 {
                 return Err(corrupt());
             }
             let first = seq_of(&k);
             let last = u64::from_be_bytes(v[..8].try_into().map_err(|_| corrupt())?);
             let task = Uuid::from_slice(&v[8..24]).map_err(|_| corrupt())?;
-            out.push((model, StoredRange { first, last, task, seq: seq_of(&v) }));
+            out.push((
+                model,
+                StoredRange {
+                    first,
+                    last,
+                    task,
+                    seq: seq_of(&v),
+                },
+            ));
         }
         let seq = match self.tree.get(LEDGER_SEQ).map_err(io("read"))? {
             Some(v) if v.len() == 8 => seq_of(&v),
@@ -276,9 +312,19 @@ mod tests {
         let log = EventLog::open(dir.path()).unwrap();
         let all: Vec<_> = log.iter().map(|r| r.unwrap().1.subject).collect();
         assert_eq!(all, ["a", "b", "c"]);
-        let pending: Vec<_> = log.pending().unwrap().into_iter().map(|(_, e)| e.subject).collect();
+        let pending: Vec<_> = log
+            .pending()
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e.subject)
+            .collect();
         assert_eq!(pending, ["b", "c"]);
-        let mine: Vec<_> = log.task_entries(task).unwrap().into_iter().map(|(_, e)| e).collect();
+        let mine: Vec<_> = log
+            .task_entries(task)
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
         assert_eq!(mine, [entry("a"), entry("b")]);
     }
 
@@ -286,9 +332,20 @@ mod tests {
     async fn ledger_snapshot_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let log = EventLog::open(dir.path()).unwrap();
-        let r = StoredRange { first: 1, last: 10, task: Uuid::new_v4(), seq: 3 };
-        let s = StoredRange { first: 11, last: 20, task: Uuid::new_v4(), seq: 7 };
-        log.save_ledger(&[("0111".into(), r), ("A_b".into(), s)], 42).unwrap();
+        let r = StoredRange {
+            first: 1,
+            last: 10,
+            task: Uuid::new_v4(),
+            seq: 3,
+        };
+        let s = StoredRange {
+            first: 11,
+            last: 20,
+            task: Uuid::new_v4(),
+            seq: 7,
+        };
+        log.save_ledger(&[("0111".into(), r), ("A_b".into(), s)], 42)
+            .unwrap();
         let (ranges, seq) = log.load_ledger().unwrap();
         assert_eq!(seq, 42);
         assert_eq!(ranges, [("0111".to_string(), r), ("A_b".to_string(), s)]);

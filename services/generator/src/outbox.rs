@@ -27,7 +27,11 @@ pub struct Outbox<'a> {
 
 impl<'a> Outbox<'a> {
     pub fn new(shared: &'a Shared) -> Self {
-        Outbox { shared, inflight: VecDeque::new(), acked: Vec::new() }
+        Outbox {
+            shared,
+            inflight: VecDeque::new(),
+            acked: Vec::new(),
+        }
     }
 
     /// Sends one logged (and flushed) entry; waits only when too many acks are in flight.
@@ -43,7 +47,10 @@ impl<'a> Outbox<'a> {
             .await
             .map_err(|e| {
                 metrics::counter!("sn_publish_retries_total").increment(1);
-                OutboxError::Publish { subject: entry.subject.clone(), message: e.to_string() }
+                OutboxError::Publish {
+                    subject: entry.subject.clone(),
+                    message: e.to_string(),
+                }
             })?;
         self.inflight.push_back((seq, entry.subject.clone(), ack));
         Ok(())
@@ -53,7 +60,10 @@ impl<'a> Outbox<'a> {
         if let Some((seq, subject, ack)) = self.inflight.pop_front() {
             ack.await.map_err(|e| {
                 metrics::counter!("sn_publish_retries_total").increment(1);
-                OutboxError::Publish { subject, message: e.to_string() }
+                OutboxError::Publish {
+                    subject,
+                    message: e.to_string(),
+                }
             })?;
             self.acked.push(seq);
             if self.acked.len() >= 32 {
@@ -84,7 +94,10 @@ pub async fn republish_pending(shared: &Shared, cancel: &CancellationToken) -> a
     if pending.is_empty() {
         return Ok(());
     }
-    tracing::info!(entries = pending.len(), "republishing events logged before the last stop");
+    tracing::info!(
+        entries = pending.len(),
+        "republishing events logged before the last stop"
+    );
     let mut outbox = Outbox::new(shared);
     for (seq, entry) in &pending {
         if cancel.is_cancelled() {

@@ -1,6 +1,7 @@
 //! Reserving a range on the model's ledger: a compare-and-set publish on
 //! `sn.<model>.reserved` expecting the last ledger sequence this replica has folded.
-//! JetStream serialises competing replicas; the loser catches up and plans again.
+//! JetStream serialises competing replicas; the loser catches up and plans again. The caller
+//! holds this replica's reservation turn.
 
 use std::time::Duration;
 
@@ -37,9 +38,12 @@ pub enum ReserveError {
 }
 
 #[instrument(name = "reserve", skip_all, fields(task_id = %req.task_id, code_model = %req.code_model, first, last))]
-pub async fn reserve(shared: &Shared, req: &GenerateRequested, format: Format) -> Result<Reservation, ReserveError> {
+pub async fn reserve(
+    shared: &Shared,
+    req: &GenerateRequested,
+    format: Format,
+) -> Result<Reservation, ReserveError> {
     let model = req.code_model.as_str();
-    let _serial = shared.reserve_lock.lock().await;
     for _ in 0..MAX_ATTEMPTS {
         let plan = shared.ledger.read().expect("ledger lock poisoned").plan(
             model,
@@ -52,7 +56,11 @@ pub async fn reserve(shared: &Shared, req: &GenerateRequested, format: Format) -
             Plan::Held(r) => return Ok(Reservation::Granted(r)),
             Plan::Conflict(r) => return Ok(Reservation::Conflict(r)),
             Plan::Exhausted { next } => return Ok(Reservation::Exhausted { next }),
-            Plan::Reserve { first, last, expected_seq } => (first, last, expected_seq),
+            Plan::Reserve {
+                first,
+                last,
+                expected_seq,
+            } => (first, last, expected_seq),
         };
         let event = Event::new(
             crate::SOURCE,
@@ -66,18 +74,36 @@ pub async fn reserve(shared: &Shared, req: &GenerateRequested, format: Format) -
         .with_traceparent(common::telemetry::current_traceparent());
         let payload = bytes::Bytes::from(event.to_json());
         let publish = common::nats::event_publish(&event.id, payload.clone(), Some(expected));
-        let result = match shared.js.send_publish(subjects::reserved(model), publish).await {
+        let result = match shared
+            .js
+            .send_publish(subjects::reserved(model), publish)
+            .await
+        {
             Ok(ack) => ack.await,
             Err(e) => Err(e),
         };
         match result {
             Ok(ack) if !ack.duplicate => {
-                let range = Range { first, last, task: req.task_id };
-                shared.ledger.write().expect("ledger lock poisoned").apply(model, ack.sequence, range);
+                let range = Range {
+                    first,
+                    last,
+                    task: req.task_id,
+                };
+                shared.ledger.write().expect("ledger lock poisoned").apply(
+                    model,
+                    ack.sequence,
+                    range,
+                );
                 // Accepted by the stream, the authority: the log keeps a copy for audits.
-                let entry = Entry { subject: subjects::reserved(model), id: event.id, payload };
+                let entry = Entry {
+                    subject: subjects::reserved(model),
+                    id: event.id,
+                    payload,
+                };
                 shared.log.append(req.task_id, &[entry], false)?;
-                tracing::Span::current().record("first", first).record("last", last);
+                tracing::Span::current()
+                    .record("first", first)
+                    .record("last", last);
                 metrics::counter!("sn_reservations_total", "outcome" => "granted").increment(1);
                 return Ok(Reservation::Granted(range));
             }
@@ -103,7 +129,10 @@ async fn last_ledger_seq(shared: &Shared, model: &str) -> Result<u64, ReserveErr
         .get_stream_no_info(subjects::STREAM)
         .await
         .map_err(|e| ReserveError::Publish(e.to_string()))?;
-    match stream.get_last_raw_message_by_subject(&subjects::reserved(model)).await {
+    match stream
+        .get_last_raw_message_by_subject(&subjects::reserved(model))
+        .await
+    {
         Ok(m) => Ok(m.sequence),
         Err(e) => Err(ReserveError::Publish(e.to_string())),
     }
@@ -117,6 +146,10 @@ async fn wait_for_follower(shared: &Shared, model: &str, seq: u64) -> Result<(),
         .await
         .map_err(|_| ReserveError::CatchUp(seq))?
         .map_err(|_| ReserveError::CatchUp(seq))?;
-    shared.ledger.write().expect("ledger lock poisoned").observe(model, seq);
+    shared
+        .ledger
+        .write()
+        .expect("ledger lock poisoned")
+        .observe(model, seq);
     Ok(())
 }

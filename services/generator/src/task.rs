@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use async_nats::jetstream::{AckKind, Message};
-use common::events::{codes, EventData, GenerateRequested, GeneratedBatch, TaskCompleted, TaskFailed};
+use common::events::{
+    codes, EventData, GenerateRequested, GeneratedBatch, TaskCompleted, TaskFailed,
+};
 use common::serial::SerialFormatter;
 use common::subjects::{self, Kind};
 use common::{Event, GenerateSpec};
@@ -14,8 +16,11 @@ use tracing::{info_span, instrument, Instrument};
 
 use crate::log::Entry;
 use crate::outbox::{Outbox, OutboxError};
-use crate::reserve::{reserve, ReserveError, Reservation};
+use crate::reserve::{reserve, Reservation, ReserveError};
 use crate::Shared;
+
+/// This task's turn to reserve (see `Shared::reserve_turn`); dropping it passes the turn on.
+pub type Turn = tokio::sync::OwnedMutexGuard<()>;
 
 /// Events of one generated batch stay under this size (NATS allows 1 MiB by default).
 const MAX_EVENT_BYTES: usize = 256 * 1024;
@@ -50,10 +55,12 @@ pub async fn run(
     shared: &Shared,
     req: &GenerateRequested,
     msg: &Message,
+    turn: Turn,
     cancel: &CancellationToken,
 ) -> Result<Outcome, TaskError> {
     let logged = shared.log.task_entries(req.task_id)?;
     if logged.iter().any(|(_, e)| is_final(&e.subject)) {
+        drop(turn);
         return replay(shared, &logged).await;
     }
     let spec = GenerateSpec {
@@ -63,10 +70,13 @@ pub async fn run(
         format: req.format,
     };
     if let Err(e) = spec.validate(shared.max_count) {
+        drop(turn);
         fail(shared, req, codes::INVALID_REQUEST, e.to_string()).await?;
         return Ok(Outcome::Failure);
     }
-    let range = match reserve(shared, req, req.format).await? {
+    let reservation = reserve(shared, req, req.format).await;
+    drop(turn);
+    let range = match reservation? {
         Reservation::Granted(r) => r,
         Reservation::Conflict(hit) => {
             let message = format!(
@@ -119,11 +129,16 @@ async fn generate(
 ) -> Result<(), TaskError> {
     let started = Instant::now();
     let formatter = SerialFormatter::new(&req.code_model, req.format);
-    let per_batch = batch_size(req.format.serial_len(&req.code_model), shared.work.batch_size);
+    let per_batch = batch_size(
+        req.format.serial_len(&req.code_model),
+        shared.work.batch_size,
+    );
     let batches = req.count.div_ceil(per_batch);
     // Batches this replica already logged for the task (a redelivery after a crash).
-    let done: HashMap<&str, (u64, &Entry)> =
-        logged.iter().map(|(seq, e)| (e.id.as_str(), (*seq, e))).collect();
+    let done: HashMap<&str, (u64, &Entry)> = logged
+        .iter()
+        .map(|(seq, e)| (e.id.as_str(), (*seq, e)))
+        .collect();
     let subject = subjects::generated(&req.code_model, req.task_id);
     let mut outbox = Outbox::new(shared);
     let mut group: Vec<Entry> = Vec::new();
@@ -156,7 +171,11 @@ async fn generate(
             }
             let mut payload = Vec::with_capacity(count as usize * (formatter_len(req) + 3) + 512);
             b.encode(time::OffsetDateTime::now_utc(), &mut payload);
-            Ok(Entry { subject: subject.clone(), id, payload: payload.into() })
+            Ok(Entry {
+                subject: subject.clone(),
+                id,
+                payload: payload.into(),
+            })
         });
         match encoded {
             Ok(entry) => group.push(entry),
@@ -201,7 +220,11 @@ fn formatter_len(req: &GenerateRequested) -> usize {
 }
 
 fn entry_of(event: &Event) -> Entry {
-    Entry { subject: event.nats_subject(), id: event.id.clone(), payload: event.to_json().into() }
+    Entry {
+        subject: event.nats_subject(),
+        id: event.id.clone(),
+        payload: event.to_json().into(),
+    }
 }
 
 async fn flush_group(
@@ -225,7 +248,11 @@ async fn append_and_send(
     outbox: &mut Outbox<'_>,
 ) -> Result<(), TaskError> {
     let seqs = shared.log.append(task, &entries, true)?;
-    shared.log.flush().instrument(info_span!("log flush", entries = entries.len())).await?;
+    shared
+        .log
+        .flush()
+        .instrument(info_span!("log flush", entries = entries.len()))
+        .await?;
     for (seq, entry) in seqs.into_iter().zip(&entries) {
         outbox.send(seq, entry).await?;
     }

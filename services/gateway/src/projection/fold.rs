@@ -81,13 +81,17 @@ pub struct TaskView {
     /// Generated batches the view holds, from the completion event.
     #[serde(skip)]
     pub batches: Option<u64>,
+    /// Stream sequence of the task's first event: where its batches start.
+    #[serde(skip)]
+    pub first_seq: u64,
     #[serde(skip)]
     seen_batches: HashSet<u64>,
 }
 
 impl TaskView {
-    fn new(id: Uuid, code_model: &str) -> TaskView {
+    fn new(id: Uuid, code_model: &str, first_seq: u64) -> TaskView {
         TaskView {
+            first_seq,
             id,
             state: State::Pending,
             code_model: code_model.to_owned(),
@@ -143,7 +147,9 @@ impl Views {
             None => {
                 self.order.insert(seq, id);
                 *self.counts.entry(State::Pending).or_default() += 1;
-                self.tasks.entry(id).or_insert_with(|| TaskView::new(id, model))
+                self.tasks
+                    .entry(id)
+                    .or_insert_with(|| TaskView::new(id, model, seq))
             }
         };
         let before = (view.state, view.generated);
@@ -172,7 +178,14 @@ impl Views {
                 view.started_at.get_or_insert(event.time);
                 view.advance(State::Started);
                 let ranges = self.ledger.entry(r.code_model.clone()).or_default();
-                ranges.insert(r.first, IssuedRange { first: r.first, last: r.last, task: id });
+                ranges.insert(
+                    r.first,
+                    IssuedRange {
+                        first: r.first,
+                        last: r.last,
+                        task: id,
+                    },
+                );
             }
             EventData::Generated(g) => {
                 if view.state.is_final() || !view.seen_batches.insert(g.batch) {
@@ -200,7 +213,10 @@ impl Views {
                     return None;
                 }
                 view.advance(State::Failure);
-                view.error = Some(TaskError { code: f.code.clone(), message: f.message.clone() });
+                view.error = Some(TaskError {
+                    code: f.code.clone(),
+                    message: f.message.clone(),
+                });
                 view.finished_at = Some(event.time);
                 view.seen_batches = HashSet::new();
             }
@@ -232,12 +248,17 @@ impl Views {
 
     /// Issued ranges of every model, ordered by model then first number.
     pub fn ledger(&self) -> impl Iterator<Item = (&str, &IssuedRange)> {
-        self.ledger.iter().flat_map(|(m, r)| r.values().map(move |x| (m.as_str(), x)))
+        self.ledger
+            .iter()
+            .flat_map(|(m, r)| r.values().map(move |x| (m.as_str(), x)))
     }
 
     /// Models whose code starts `serial`: the candidates of a lookup.
     pub fn models_prefixing<'a>(&'a self, serial: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.ledger.keys().map(String::as_str).filter(move |m| serial.starts_with(m))
+        self.ledger
+            .keys()
+            .map(String::as_str)
+            .filter(move |m| serial.starts_with(m))
     }
 
     /// Tasks newest first, from before `cursor` (a stream sequence), filtered.
@@ -251,8 +272,11 @@ impl Views {
         let mut items = Vec::new();
         let upper = cursor.unwrap_or(u64::MAX);
         for (seq, id) in self.order.range(..upper).rev() {
-            let Some(v) = self.tasks.get(id) else { continue };
-            if state.is_some_and(|s| s != v.state) || code_model.is_some_and(|m| m != v.code_model) {
+            let Some(v) = self.tasks.get(id) else {
+                continue;
+            };
+            if state.is_some_and(|s| s != v.state) || code_model.is_some_and(|m| m != v.code_model)
+            {
                 continue;
             }
             if items.len() == limit {
@@ -280,7 +304,9 @@ impl Views {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::events::{GenerateRequested, RangeReserved, SerialsGenerated, TaskCompleted, TaskFailed};
+    use common::events::{
+        GenerateRequested, RangeReserved, SerialsGenerated, TaskCompleted, TaskFailed,
+    };
 
     fn ev(data: EventData) -> Event {
         Event::new("/test", data)
@@ -299,7 +325,12 @@ mod tests {
     }
 
     fn reserved(id: Uuid, first: u64, last: u64) -> Event {
-        ev(EventData::Reserved(RangeReserved { task_id: id, code_model: "0111".into(), first, last }))
+        ev(EventData::Reserved(RangeReserved {
+            task_id: id,
+            code_model: "0111".into(),
+            first,
+            last,
+        }))
     }
 
     fn batch(id: Uuid, batch: u64, count: u64) -> Event {
@@ -342,7 +373,10 @@ mod tests {
         assert_eq!(t.last_serial.as_deref(), Some("011100000020"));
         assert_eq!(v.overlap("0111", 20, 30).map(|r| r.task), Some(id));
         assert_eq!(v.overlap("0111", 21, 30), None);
-        assert_eq!(v.by_idempotency_key(&format!("key-{id}")).map(|t| t.id), Some(id));
+        assert_eq!(
+            v.by_idempotency_key(&format!("key-{id}")).map(|t| t.id),
+            Some(id)
+        );
         assert_eq!(v.counts()[&State::Success], 1);
         assert_eq!(v.counts()[&State::Pending], 0);
     }
@@ -351,7 +385,13 @@ mod tests {
     fn repeated_events_change_nothing() {
         let events = {
             let id = Uuid::new_v4();
-            vec![requested(id, None, 20), reserved(id, 1, 20), batch(id, 0, 10), batch(id, 1, 10), completed(id, 20)]
+            vec![
+                requested(id, None, 20),
+                reserved(id, 1, 20),
+                batch(id, 0, 10),
+                batch(id, 1, 10),
+                completed(id, 20),
+            ]
         };
         let mut once = Views::default();
         for (i, e) in events.iter().enumerate() {
@@ -379,12 +419,15 @@ mod tests {
         v.apply(4, &requested(id, Some(1), 20));
         let t = v.task(&id).unwrap();
         assert_eq!((t.state, t.generated, t.count), (State::Success, 20, 20));
-        v.apply(5, &ev(EventData::Failed(TaskFailed {
-            task_id: id,
-            code_model: "0111".into(),
-            code: "internal".into(),
-            message: "late".into(),
-        })));
+        v.apply(
+            5,
+            &ev(EventData::Failed(TaskFailed {
+                task_id: id,
+                code_model: "0111".into(),
+                code: "internal".into(),
+                message: "late".into(),
+            })),
+        );
         assert_eq!(v.task(&id).unwrap().state, State::Success);
     }
 
@@ -397,9 +440,15 @@ mod tests {
         }
         v.apply(10, &completed(ids[1], 1));
         let (page, cursor) = v.list(None, None, None, 2);
-        assert_eq!(page.iter().map(|t| t.id).collect::<Vec<_>>(), [ids[4], ids[3]]);
+        assert_eq!(
+            page.iter().map(|t| t.id).collect::<Vec<_>>(),
+            [ids[4], ids[3]]
+        );
         let (page, cursor) = v.list(None, None, cursor, 2);
-        assert_eq!(page.iter().map(|t| t.id).collect::<Vec<_>>(), [ids[2], ids[1]]);
+        assert_eq!(
+            page.iter().map(|t| t.id).collect::<Vec<_>>(),
+            [ids[2], ids[1]]
+        );
         let (page, cursor) = v.list(None, None, cursor, 2);
         assert_eq!(page.iter().map(|t| t.id).collect::<Vec<_>>(), [ids[0]]);
         assert_eq!(cursor, None);

@@ -41,7 +41,11 @@ impl Projection {
 
     /// Folds one event at stream sequence `seq`.
     pub fn apply(&self, seq: u64, event: &Event) {
-        let changed = self.views.write().expect("views lock poisoned").apply(seq, event);
+        let changed = self
+            .views
+            .write()
+            .expect("views lock poisoned")
+            .apply(seq, event);
         self.position.send_replace(seq);
         if let Some(id) = changed {
             let _ = self.changes.send(id);
@@ -63,14 +67,21 @@ impl Projection {
 
     pub fn set_caught_up(&self) {
         if !self.caught_up.swap(true, Ordering::Relaxed) {
-            tracing::info!(position = self.position(), tasks = self.views().len(), "projection caught up");
+            tracing::info!(
+                position = self.position(),
+                tasks = self.views().len(),
+                "projection caught up"
+            );
         }
     }
 
     /// Waits (bounded) until the fold has reached stream sequence `seq`.
     pub async fn wait_for(&self, seq: u64, timeout: Duration) -> bool {
         let mut rx = self.position.subscribe();
-        let reached = matches!(tokio::time::timeout(timeout, rx.wait_for(|p| *p >= seq)).await, Ok(Ok(_)));
+        let reached = matches!(
+            tokio::time::timeout(timeout, rx.wait_for(|p| *p >= seq)).await,
+            Ok(Ok(_))
+        );
         reached
     }
 
@@ -109,7 +120,9 @@ async fn follow(
     let mut consumer = stream
         .create_consumer(OrderedConfig {
             filter_subject: subjects::ALL.to_owned(),
-            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start },
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: start,
+            },
             ..Default::default()
         })
         .await?;

@@ -19,7 +19,10 @@ pub const SOURCE: &str = "/sn/gateway";
 
 /// Reads a JSON body: 415 unless JSON, 413 over the limit, 400 unless it parses.
 pub async fn json_body(headers: &HeaderMap, body: Body) -> Result<serde_json::Value, ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let mime = content_type.split(';').next().unwrap_or("").trim();
     if !mime.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::UnsupportedMediaType(format!(
@@ -51,9 +54,11 @@ pub async fn generate(
     body: Body,
 ) -> Result<Response, ApiError> {
     let value = json_body(&headers, body).await?;
-    let spec = GenerateSpec::from_json(&value, state.max_count).map_err(|e| {
-        ApiError::Unprocessable { field: e.field.to_owned(), message: e.message }
-    })?;
+    let spec =
+        GenerateSpec::from_json(&value, state.max_count).map_err(|e| ApiError::Unprocessable {
+            field: e.field.to_owned(),
+            message: e.message,
+        })?;
     let key = intake::idempotency_key(&headers)?;
     let task_id = intake::task_id_for(key.as_deref());
     tracing::Span::current().record("task_id", tracing::field::display(task_id));
@@ -62,14 +67,20 @@ pub async fn generate(
     if key.is_some() {
         if let Some(view) = state.projection.views().task(&task_id) {
             return match &view.request {
-                Some(earlier) if same_request(&spec, earlier) => Ok(intake::accepted(task_id, view.state)),
+                Some(earlier) if same_request(&spec, earlier) => {
+                    Ok(intake::accepted(task_id, view.state))
+                }
                 _ => Err(mismatch()),
             };
         }
     }
     if let Some(number) = spec.number {
         let last = number + (spec.count - 1);
-        if let Some(hit) = state.projection.views().overlap(&spec.code_model, number, last) {
+        if let Some(hit) = state
+            .projection
+            .views()
+            .overlap(&spec.code_model, number, last)
+        {
             return Err(ApiError::Conflict {
                 code: codes::RANGE_CONFLICT,
                 message: format!(
@@ -96,9 +107,16 @@ pub async fn generate(
     if accepted.duplicate {
         // Another gateway (or an earlier try) sent this key inside the duplicate window: the
         // stored request decides whether this body is the same.
-        state.projection.wait_for(accepted.sequence, Duration::from_secs(2)).await;
+        state
+            .projection
+            .wait_for(accepted.sequence, Duration::from_secs(2))
+            .await;
         if let Some(view) = state.projection.views().task(&task_id) {
-            if !view.request.as_ref().is_some_and(|r| same_request(&spec, r)) {
+            if !view
+                .request
+                .as_ref()
+                .is_some_and(|r| same_request(&spec, r))
+            {
                 return Err(mismatch());
             }
             return Ok(intake::accepted(task_id, view.state));

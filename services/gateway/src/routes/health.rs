@@ -15,7 +15,11 @@ pub async fn healthz() -> Json<serde_json::Value> {
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let connected = state.broker.connected();
     let caught_up = state.projection.caught_up();
-    let status = if connected && caught_up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if connected && caught_up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "ready": connected && caught_up,
         "nats_connected": connected,
@@ -31,7 +35,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     }
     metrics::gauge!("sn_projection_position").set(state.projection.position() as f64);
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         crate::http::render_metrics(),
     )
 }

@@ -9,7 +9,10 @@ use serde_json::json;
 use crate::projection::State as TaskState;
 use crate::{ApiError, AppState};
 
-pub async fn lookup(State(state): State<AppState>, Path(serial): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn lookup(
+    State(state): State<AppState>,
+    Path(serial): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let never = || ApiError::NotFound(format!("serial {serial:?} was never issued"));
     if serial.is_empty() || serial.len() > 80 {
         return Err(never());
@@ -23,12 +26,18 @@ pub async fn lookup(State(state): State<AppState>, Path(serial): Path<String>) -
         // Every split of the rest into number (+ check digit) that some width allows.
         for check in [false, true] {
             let digits = if check { &rest[..rest.len() - 1] } else { rest };
-            let Ok(number) = digits.parse::<u64>() else { continue };
+            let Ok(number) = digits.parse::<u64>() else {
+                continue;
+            };
             if !digits.bytes().all(|b| b.is_ascii_digit()) {
                 continue;
             }
-            let Some(hit) = views.overlap(model, number, number) else { continue };
-            let Some(task) = views.task(&hit.task) else { continue };
+            let Some(hit) = views.overlap(model, number, number) else {
+                continue;
+            };
+            let Some(task) = views.task(&hit.task) else {
+                continue;
+            };
             if !matches!(task.state, TaskState::Started | TaskState::Success) {
                 continue;
             }

@@ -25,7 +25,10 @@ pub enum Form {
 
 impl Form {
     pub fn from_accept(headers: &HeaderMap) -> Form {
-        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let accept = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         if accept.contains("text/csv") {
             Form::Csv
         } else if accept.contains("application/x-ndjson") {
@@ -109,16 +112,22 @@ pub async fn download(
     if view.state != TaskState::Success {
         return Err(ApiError::Conflict {
             code: "not_ready",
-            message: format!("task {id} is {}; serials are served once it is SUCCESS", view.state.as_str()),
+            message: format!(
+                "task {id} is {}; serials are served once it is SUCCESS",
+                view.state.as_str()
+            ),
         });
     }
     let form = Form::from_accept(&headers);
     let batches = view.batches.unwrap_or(0);
     let source = state
         .broker
-        .generated(&view.code_model, id)
+        .generated(&view.code_model, id, view.first_seq)
         .await
-        .map_err(|_| ApiError::Unavailable)?;
+        .map_err(|e| {
+            tracing::warn!(task_id = %id, error = %e, "cannot read the task's batches");
+            ApiError::Unavailable
+        })?;
     let header_line = match form {
         Form::Csv => Some(Bytes::from_static(b"serial,number\n")),
         _ => None,
@@ -127,12 +136,18 @@ pub async fn download(
         .chain(ordered_lines(source, batches, form));
     let mut response = Body::from_stream(body).into_response();
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(form.content_type()));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{id}.{}\"", match form {
-        Form::Text => "txt",
-        Form::Csv => "csv",
-        Form::Ndjson => "ndjson",
-    })) {
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(form.content_type()),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{id}.{}\"",
+        match form {
+            Form::Text => "txt",
+            Form::Csv => "csv",
+            Form::Ndjson => "ndjson",
+        }
+    )) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(response)
@@ -144,31 +159,40 @@ fn ordered_lines(
     total: u64,
     form: Form,
 ) -> impl futures::Stream<Item = Result<Bytes, BrokerError>> {
-    let reorder = Reorder { next: 0, total, waiting: BTreeMap::new() };
-    stream::unfold((source, reorder), move |(mut source, mut reorder)| async move {
-        if reorder.done() {
-            return None;
-        }
-        loop {
-            let payload = match source.next().await {
-                Some(Ok(p)) => p,
-                Some(Err(e)) => return Some((Err(e), (source, reorder))),
-                None => return None,
-            };
-            let Ok(batch) = BorrowedBatch::parse(&payload) else { continue };
-            if !matches!(reorder.place(batch.batch, &payload), Slot::Now) {
-                continue;
+    let reorder = Reorder {
+        next: 0,
+        total,
+        waiting: BTreeMap::new(),
+    };
+    stream::unfold(
+        (source, reorder),
+        move |(mut source, mut reorder)| async move {
+            if reorder.done() {
+                return None;
             }
-            let mut out = Vec::with_capacity(payload.len());
-            form.render(&batch, &mut out);
-            while let Some(p) = reorder.pop_ready() {
-                if let Ok(b) = BorrowedBatch::parse(&p) {
-                    form.render(&b, &mut out);
+            loop {
+                let payload = match source.next().await {
+                    Some(Ok(p)) => p,
+                    Some(Err(e)) => return Some((Err(e), (source, reorder))),
+                    None => return None,
+                };
+                let Ok(batch) = BorrowedBatch::parse(&payload) else {
+                    continue;
+                };
+                if !matches!(reorder.place(batch.batch, &payload), Slot::Now) {
+                    continue;
                 }
+                let mut out = Vec::with_capacity(payload.len());
+                form.render(&batch, &mut out);
+                while let Some(p) = reorder.pop_ready() {
+                    if let Ok(b) = BorrowedBatch::parse(&p) {
+                        form.render(&b, &mut out);
+                    }
+                }
+                return Some((Ok(Bytes::from(out)), (source, reorder)));
             }
-            return Some((Ok(Bytes::from(out)), (source, reorder)));
-        }
-    })
+        },
+    )
 }
 
 #[cfg(test)]
@@ -177,7 +201,11 @@ mod tests {
 
     #[test]
     fn reorder_emits_in_order_once() {
-        let mut r = Reorder { next: 0, total: 3, waiting: BTreeMap::new() };
+        let mut r = Reorder {
+            next: 0,
+            total: 3,
+            waiting: BTreeMap::new(),
+        };
         let b = |s: &'static str| Bytes::from_static(s.as_bytes());
         assert!(matches!(r.place(1, &b("1")), Slot::Later));
         assert!(matches!(r.place(0, &b("0")), Slot::Now));

