@@ -20,6 +20,9 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
+echo "== dashboard in headless Chromium"
+scripts/browser-test.sh
+
 if [[ -x scripts/check-deploy.sh ]]; then
   echo "== deployment manifests"
   scripts/check-deploy.sh

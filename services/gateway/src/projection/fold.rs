@@ -112,6 +112,11 @@ impl TaskView {
         }
     }
 
+    /// SUCCESS or FAILURE.
+    pub fn is_final(&self) -> bool {
+        self.state.is_final()
+    }
+
     fn advance(&mut self, to: State) {
         if !self.state.is_final() && to > self.state {
             self.state = to;

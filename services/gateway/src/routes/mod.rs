@@ -2,6 +2,7 @@
 
 pub mod generate;
 pub mod health;
+pub mod live;
 pub mod lookup;
 pub mod serials;
 pub mod tasks;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use common::events::BorrowedBatch;
@@ -24,7 +24,14 @@ pub enum Form {
 }
 
 impl Form {
-    pub fn from_accept(headers: &HeaderMap) -> Form {
+    /// `?format=csv|ndjson|text` (for links, which cannot set headers) wins over `Accept`.
+    pub fn pick(format: Option<&str>, headers: &HeaderMap) -> Form {
+        match format {
+            Some("csv") => return Form::Csv,
+            Some("ndjson") => return Form::Ndjson,
+            Some("text") | Some("txt") => return Form::Text,
+            _ => {}
+        }
         let accept = headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
@@ -101,10 +108,16 @@ impl Reorder {
     }
 }
 
+#[derive(Debug, serde::Deserialize)]
+pub struct DownloadQuery {
+    format: Option<String>,
+}
+
 #[tracing::instrument(name = "download serials", skip_all, fields(task_id = %raw))]
 pub async fn download(
     State(state): State<AppState>,
     Path(raw): Path<String>,
+    Query(q): Query<DownloadQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&raw)?;
@@ -118,7 +131,7 @@ pub async fn download(
             ),
         });
     }
-    let form = Form::from_accept(&headers);
+    let form = Form::pick(q.format.as_deref(), &headers);
     let batches = view.batches.unwrap_or(0);
     let source = state
         .broker
