@@ -37,6 +37,11 @@ impl Kind {
         }
     }
 
+    /// `Completed` or `Failed`: the last event of a task.
+    pub fn is_final(self) -> bool {
+        matches!(self, Kind::Completed | Kind::Failed)
+    }
+
     fn from_token(token: &str) -> Option<Kind> {
         Some(match token {
             "requested" => Kind::Requested,

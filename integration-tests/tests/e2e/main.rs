@@ -4,4 +4,5 @@
 mod cluster;
 mod harness;
 mod pipeline;
+mod telemetry;
 mod uniqueness;

@@ -34,8 +34,40 @@ pub fn init_metrics() {
             .build_recorder();
         let handle = recorder.handle();
         let _ = metrics::set_global_recorder(recorder);
+        describe();
         handle
     });
+}
+
+/// HELP texts, and series registered at zero so dashboards see them from the start.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "sn_http_requests_total",
+        "HTTP requests, by route, method and status"
+    );
+    describe_histogram!(
+        "sn_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency, by route and method"
+    );
+    describe_counter!(
+        "sn_requests_accepted_total",
+        "Requests acknowledged by JetStream and answered 202"
+    );
+    describe_gauge!("sn_tasks", "Tasks in the views, by state");
+    describe_counter!("sn_projection_events_total", "Events folded into the views");
+    describe_gauge!(
+        "sn_projection_lag_events",
+        "Events in the stream not yet folded"
+    );
+    describe_gauge!(
+        "sn_projection_position",
+        "Stream sequence the views reflect"
+    );
+    metrics::counter!("sn_requests_accepted_total").increment(0);
+    metrics::counter!("sn_projection_events_total").increment(0);
+    metrics::gauge!("sn_projection_lag_events").set(0.0);
 }
 
 pub fn render_metrics() -> String {

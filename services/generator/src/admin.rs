@@ -25,8 +25,54 @@ pub fn init_metrics() {
             .build_recorder();
         let handle = recorder.handle();
         let _ = metrics::set_global_recorder(recorder);
+        describe();
         handle
     });
+}
+
+/// HELP texts, and every series registered at zero so dashboards see them from the start.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "sn_tasks_total",
+        "Requests handled, by final state (success, failure, replayed)"
+    );
+    describe_counter!(
+        "sn_serials_issued_total",
+        Unit::Count,
+        "Serials issued, by model"
+    );
+    describe_histogram!(
+        "sn_generation_seconds",
+        Unit::Seconds,
+        "Time to generate, log and publish one task"
+    );
+    describe_gauge!(
+        "sn_consumer_pending",
+        "Requests waiting in the generator consumer (consumer lag)"
+    );
+    describe_counter!(
+        "sn_publish_retries_total",
+        "Publishes that failed and will be retried"
+    );
+    describe_counter!(
+        "sn_reservations_total",
+        "Compare-and-set reservations, by outcome"
+    );
+    describe_gauge!(
+        "sn_log_size_bytes",
+        Unit::Bytes,
+        "Size of the sled event log on disk"
+    );
+    describe_gauge!(
+        "sn_ledger_position",
+        "Stream sequence the ledger follower has folded up to"
+    );
+    for state in ["success", "failure", "replayed"] {
+        metrics::counter!("sn_tasks_total", "state" => state).increment(0);
+    }
+    metrics::counter!("sn_publish_retries_total").increment(0);
+    metrics::gauge!("sn_consumer_pending").set(0.0);
 }
 
 pub fn router(shared: Arc<Shared>) -> Router {

@@ -143,16 +143,22 @@ async fn follow(
         let info = msg.info().map_err(|e| anyhow::anyhow!("{e}"))?;
         let (seq, pending) = (info.stream_sequence, info.pending);
         match Event::from_json_without_serials(&msg.payload) {
-            Ok(event) => {
-                let span = tracing::debug_span!(
+            // A task's end, once live, gets a span in the task's trace; a replay and the
+            // events in between are folded without one (no span per batch or per old event).
+            Ok(event) if projection.caught_up() && event.data.kind().is_final() => {
+                let span = tracing::info_span!(
                     "project",
+                    otel.name = format!("process {}", msg.subject),
+                    otel.kind = "consumer",
                     task_id = %event.task_id(),
                     messaging.system = "nats",
+                    messaging.operation.type = "process",
                     messaging.destination.name = %msg.subject,
                 );
                 common::telemetry::set_parent_from(&span, msg.headers.as_ref());
                 span.in_scope(|| projection.apply(seq, &event));
             }
+            Ok(event) => projection.apply(seq, &event),
             Err(e) => {
                 tracing::warn!(seq, subject = %msg.subject, error = %e, "skipping an undecodable event");
                 projection.skip(seq);

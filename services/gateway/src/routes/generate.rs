@@ -123,5 +123,12 @@ pub async fn generate(
         }
     }
     metrics::counter!("sn_requests_accepted_total").increment(1);
+    tracing::info!(
+        code_model = %spec.code_model,
+        number = spec.number,
+        count = spec.count,
+        sequence = accepted.sequence,
+        "request accepted"
+    );
     Ok(intake::accepted(task_id, crate::projection::State::Pending))
 }

@@ -1,0 +1,423 @@
+//! One trace per task across both services (OTLP received by an in-test collector),
+//! Prometheus metrics on both services, JSON logs with trace ids.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use prost::Message;
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+const T: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+struct Span {
+    service: String,
+    name: String,
+    trace_id: Vec<u8>,
+    span_id: Vec<u8>,
+    parent: Vec<u8>,
+    kind: i32,
+    attrs: HashMap<String, String>,
+}
+
+/// A minimal OTLP/HTTP trace receiver: decodes the protobuf export requests.
+struct Collector {
+    addr: std::net::SocketAddr,
+    spans: Arc<Mutex<Vec<Span>>>,
+}
+
+async fn collect(State(spans): State<Arc<Mutex<Vec<Span>>>>, body: Bytes) -> &'static str {
+    let req = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
+    let mut out = spans.lock().unwrap();
+    for rs in req.resource_spans {
+        let service = rs
+            .resource
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .find(|kv| kv.key == "service.name")
+            .and_then(|kv| kv.value.as_ref())
+            .and_then(|v| match &v.value {
+                Some(AnyValue::StringValue(s)) => Some(s.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        for ss in rs.scope_spans {
+            for s in ss.spans {
+                let attrs = s
+                    .attributes
+                    .iter()
+                    .map(|kv| {
+                        let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                            Some(AnyValue::StringValue(s)) => s.clone(),
+                            Some(AnyValue::IntValue(i)) => i.to_string(),
+                            Some(AnyValue::BoolValue(b)) => b.to_string(),
+                            other => format!("{other:?}"),
+                        };
+                        (kv.key.clone(), v)
+                    })
+                    .collect();
+                out.push(Span {
+                    service: service.clone(),
+                    name: s.name,
+                    trace_id: s.trace_id,
+                    span_id: s.span_id,
+                    parent: s.parent_span_id,
+                    kind: s.kind,
+                    attrs,
+                });
+            }
+        }
+    }
+    "{}"
+}
+
+async fn spawn_collector() -> Collector {
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let app = axum::Router::new()
+        .route("/v1/traces", post(collect))
+        .with_state(spans.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Collector { addr, spans }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_task_is_one_trace_across_both_services_even_after_sigterm() {
+    let collector = spawn_collector().await;
+    let endpoint = format!("http://{}", collector.addr);
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("BATCH_SIZE", "1000"),
+    ];
+    let nats = spawn_nats();
+    let data = tempdir();
+    let mut generator = spawn_generator(&nats.url(), data.path(), &otel);
+    let mut gw = spawn_gateway(&nats.url(), &otel);
+    gw.wait_ready().await;
+    generator.wait_ready().await;
+
+    let id = submit(&gw, json!({"code_model":"TRACE","count":3500})).await;
+    assert_eq!(finished(&gw, &id, T).await["state"], "SUCCESS");
+    // Stop both: the spans still in the exporters' buffers must be flushed on SIGTERM.
+    assert!(gw.proc.sigterm(T).success());
+    assert!(generator.proc.sigterm(T).success());
+
+    let spans = wait_for("the task's spans from both services", T, || async {
+        let spans = collector.spans.lock().unwrap().clone();
+        let mine: Vec<Span> = spans
+            .into_iter()
+            .filter(|s| s.attrs.get("task_id") == Some(&id))
+            .collect();
+        let services: HashSet<&str> = mine.iter().map(|s| s.service.as_str()).collect();
+        let has_projection = mine
+            .iter()
+            .any(|s| s.service == "gateway" && s.name.starts_with("process sn.TRACE.completed"));
+        (services.len() == 2 && has_projection).then_some(mine)
+    })
+    .await;
+    // The trace started by the POST; reads of the task (GET /tasks/{id}) are traces of their own.
+    let post = spans
+        .iter()
+        .find(|s| s.name == "generate_sn")
+        .expect("the POST handler span");
+    let trace_id = post.trace_id.clone();
+    let all: Vec<Span> = collector
+        .spans
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.trace_id == trace_id)
+        .cloned()
+        .collect();
+    let services: HashSet<&str> = all.iter().map(|s| s.service.as_str()).collect();
+    assert_eq!(
+        services,
+        HashSet::from(["gateway", "generator"]),
+        "one trace across both services"
+    );
+    let task_spans = spans
+        .iter()
+        .filter(|s| s.name != "get task" && s.name != "download serials");
+    for s in task_spans {
+        assert_eq!(
+            s.trace_id, trace_id,
+            "span {:?} of the task is in another trace",
+            s.name
+        );
+    }
+    assert!(
+        all.iter()
+            .any(|s| s.service == "gateway" && s.name.starts_with("process sn.TRACE.completed")),
+        "the gateway's projection span is in the task's trace"
+    );
+    let by_id: HashMap<&Vec<u8>, &Span> = all.iter().map(|s| (&s.span_id, s)).collect();
+
+    // HTTP server span of the gateway, with the OpenTelemetry HTTP attributes.
+    let http = all
+        .iter()
+        .find(|s| s.name == "POST /generate_sn")
+        .expect("HTTP span");
+    assert_eq!(http.service, "gateway");
+    assert_eq!(http.kind, 2, "server kind");
+    assert_eq!(
+        http.attrs.get("http.request.method").map(String::as_str),
+        Some("POST")
+    );
+    assert_eq!(
+        http.attrs.get("http.route").map(String::as_str),
+        Some("/generate_sn")
+    );
+    assert_eq!(
+        http.attrs
+            .get("http.response.status_code")
+            .map(String::as_str),
+        Some("202")
+    );
+    // The producer span of the publish, then the generator's processing span as its child.
+    let publish = all
+        .iter()
+        .find(|s| s.name == format!("send sn.TRACE.requested.{id}"))
+        .expect("publish span");
+    assert_eq!(publish.kind, 4, "producer kind");
+    assert_eq!(
+        publish.attrs.get("messaging.system").map(String::as_str),
+        Some("nats")
+    );
+    let process = all
+        .iter()
+        .find(|s| s.service == "generator" && s.name == format!("process sn.TRACE.requested.{id}"))
+        .expect("generator process span");
+    assert_eq!(
+        process.parent, publish.span_id,
+        "process span's parent is the gateway's publish span"
+    );
+    assert_eq!(process.kind, 5, "consumer kind");
+    assert_eq!(
+        process.attrs.get("messaging.destination.name"),
+        Some(&format!("sn.TRACE.requested.{id}"))
+    );
+    // Reserve and one span per batch (4 batches of at most 1000), under the process span.
+    let under_process = |s: &Span| {
+        let mut p = by_id.get(&s.parent).copied();
+        while let Some(x) = p {
+            if x.span_id == process.span_id {
+                return true;
+            }
+            p = by_id.get(&x.parent).copied();
+        }
+        false
+    };
+    assert_eq!(
+        all.iter()
+            .filter(|s| s.name == "reserve" && under_process(s))
+            .count(),
+        1
+    );
+    assert_eq!(
+        all.iter()
+            .filter(|s| s.name == "batch" && under_process(s))
+            .count(),
+        4
+    );
+    assert!(all
+        .iter()
+        .any(|s| s.name == "publish acks" && under_process(s)));
+    // No span per serial.
+    assert!(all.len() < 40, "{} spans for one task", all.len());
+}
+
+/// Checks the Prometheus text exposition format line by line; returns samples by series.
+fn parse_prometheus(text: &str) -> HashMap<String, f64> {
+    let mut samples = HashMap::new();
+    let mut typed = HashSet::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            let name = parts.next().unwrap();
+            let kind = parts.next().unwrap();
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            typed.insert(name.to_owned());
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad sample line {line:?}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line:?}"
+        );
+        if let Some(labels) = series.strip_prefix(name) {
+            if !labels.is_empty() {
+                assert!(
+                    labels.starts_with('{') && labels.ends_with('}'),
+                    "bad labels in {line:?}"
+                );
+            }
+        }
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+        assert!(
+            typed.contains(name) || typed.contains(base),
+            "sample before its TYPE: {line:?}"
+        );
+        samples.insert(series.to_owned(), value);
+    }
+    samples
+}
+
+fn sum(samples: &HashMap<String, f64>, prefix: &str) -> f64 {
+    samples
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_with_a_task_on_both_services() {
+    let nats = spawn_nats();
+    let data = tempdir();
+    let generator = spawn_generator(&nats.url(), data.path(), &[]);
+    let gw = spawn_gateway(&nats.url(), &[]);
+    gw.wait_ready().await;
+    generator.wait_ready().await;
+    let scrape = |s: &Service| {
+        let req = s.http.get(s.url("/metrics"));
+        async move {
+            let r = req.send().await.unwrap();
+            assert!(r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain"));
+            parse_prometheus(&r.text().await.unwrap())
+        }
+    };
+    let g0 = scrape(&gw).await;
+    let q0 = scrape(&generator).await;
+
+    let id = submit(&gw, json!({"code_model":"MET","count":1234})).await;
+    finished(&gw, &id, T).await;
+    let g1 = scrape(&gw).await;
+    let q1 = scrape(&generator).await;
+
+    assert_eq!(
+        sum(&g1, "sn_requests_accepted_total") - sum(&g0, "sn_requests_accepted_total"),
+        1.0
+    );
+    assert!(g1.keys().any(|k| k.starts_with("sn_http_requests_total{")
+        && k.contains("route=\"/generate_sn\"")
+        && k.contains("status=\"202\"")));
+    assert!(g1
+        .keys()
+        .any(|k| k.starts_with("sn_http_request_duration_seconds_bucket{")));
+    assert!(sum(&g1, "sn_projection_events_total") >= sum(&g0, "sn_projection_events_total") + 4.0);
+    assert_eq!(g1.get("sn_tasks{state=\"SUCCESS\"}"), Some(&1.0));
+    assert!(g1.contains_key("sn_projection_lag_events"));
+    assert_eq!(
+        sum(&q1, "sn_tasks_total{state=\"success\"}")
+            - sum(&q0, "sn_tasks_total{state=\"success\"}"),
+        1.0
+    );
+    assert_eq!(
+        q1.get("sn_serials_issued_total{code_model=\"MET\"}"),
+        Some(&1234.0)
+    );
+    assert_eq!(q1.get("sn_generation_seconds_count"), Some(&1.0));
+    assert!(q1.contains_key("sn_consumer_pending"));
+    assert!(q1.contains_key("sn_publish_retries_total"));
+    assert!(q1["sn_log_size_bytes"] > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_with_trace_ids() {
+    let nats = spawn_nats();
+    let data = tempdir();
+    let mut generator = spawn_generator(
+        &nats.url(),
+        data.path(),
+        &[("LOG_FORMAT", "json"), ("RUST_LOG", "debug")],
+    );
+    let mut gw = spawn_gateway(&nats.url(), &[("LOG_FORMAT", "json")]);
+    gw.wait_ready().await;
+    let id = submit(&gw, json!({"code_model":"LOGS","count":5})).await;
+    finished(&gw, &id, T).await;
+    assert!(gw.proc.sigterm(T).success());
+    assert!(generator.proc.sigterm(T).success());
+    for proc in [&gw.proc, &generator.proc] {
+        let text = std::fs::read_to_string(&proc.log).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        assert!(lines.len() > 3);
+        assert!(lines
+            .iter()
+            .all(|l| l["level"].is_string() && l["timestamp"].is_string()));
+        let traced: Vec<&Value> = lines.iter().filter(|l| l["trace_id"].is_string()).collect();
+        assert!(
+            !traced.is_empty(),
+            "no line carries a trace id in {}",
+            proc.log.display()
+        );
+        assert!(traced
+            .iter()
+            .all(|l| l["trace_id"].as_str().unwrap().len() == 32
+                && l["span_id"].as_str().unwrap().len() == 16));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_generator_is_ready_only_when_connected_and_caught_up() {
+    let mut nats = spawn_nats();
+    let data = tempdir();
+    let generator = spawn_generator(&nats.url(), data.path(), &[]);
+    generator.wait_ready().await;
+    let health = generator
+        .http
+        .get(generator.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    nats.stop();
+    wait_for("not ready while NATS is down", T, || async {
+        let r = generator
+            .http
+            .get(generator.url("/readyz"))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 503).then_some(())
+    })
+    .await;
+    let health = generator
+        .http
+        .get(generator.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "alive while NATS is down");
+    nats.start();
+    generator.wait_ready().await;
+}
