@@ -594,3 +594,39 @@ async fn a_redelivered_finished_request_republishes_and_issues_nothing() {
     assert_eq!(task(&gw, &id).await, before);
     assert_eq!(serials(&gw, &id).await.len(), 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_deliveries_run_out_in_crashes_ends_in_failure() {
+    let nats = spawn_nats();
+    let data = tempdir();
+    // One delivery only: a generator killed mid-task never sees the request again.
+    let env = [
+        ("MAX_DELIVER", "1"),
+        ("ACK_WAIT_SECS", "2"),
+        ("BATCH_SIZE", "1000"),
+        ("BATCHES_PER_FLUSH", "1"),
+    ];
+    let mut first = spawn_generator(&nats.url(), data.path(), &env);
+    let gw = spawn_gateway(&nats.url(), &[]);
+    gw.wait_ready().await;
+    let id = submit(&gw, json!({"code_model":"CRASH","count": 3_000_000})).await;
+    wait_for("the task to be under way", T, || async {
+        let v = task(&gw, &id).await;
+        (v["generated"].as_u64().unwrap_or(0) >= 10_000).then_some(())
+    })
+    .await;
+    first.proc.kill9();
+    let other_dir = tempdir();
+    let second = spawn_generator(&nats.url(), other_dir.path(), &env);
+    second.wait_ready().await;
+    let v = finished(&gw, &id, T).await;
+    assert_eq!(v["state"], "FAILURE", "{v}");
+    assert_eq!(v["error"]["code"], "internal");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("deliveries"),
+        "{v}"
+    );
+}

@@ -27,11 +27,11 @@ function h(tag, attrs = {}, ...children) {
     else if (k === 'dataset') Object.assign(e.dataset, v);
     else e.setAttribute(k, v === true ? '' : v);
   }
-  for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) e.append(c);
+  for (const c of children.flat(Infinity)) if (c !== null && c !== undefined && c !== false) e.append(c);
   return e;
 }
 
-const slug = (s) => String(s).replace(/[^A-Za-z0-9_-]+/g, '-').replace(/^-+|-+$/g, '') || 'x';
+const slug = (s) => String(s).replace(/[^A-Za-z0-9_]+/g, '-').replace(/^-+|-+$/g, '') || 'x';
 const pretty = (v) => JSON.stringify(v, null, 2);
 const show = (v) => (typeof v === 'string' ? v : JSON.stringify(v));
 
@@ -241,7 +241,7 @@ function collectOperations() {
     for (const method of METHODS.filter((m) => pathItem[m])) {
       const op = pathItem[method];
       const tag = (op.tags || [])[0] || path.split('/').filter(Boolean)[0] || 'default';
-      const id = op.operationId || `${method}-${path}`;
+      const id = op.operationId || `${method} ${path}`;
       let dom = `op-${slug(id)}`;
       while (used.has(dom)) dom += '-';
       used.add(dom);
@@ -390,7 +390,7 @@ async function execute(o, ui) {
   const out = h('div', { class: 'res-body', id: `${o.dom}-response` });
   ui.result.replaceChildren(
     h('p', { class: 'res-request' }, h('span', { class: `method m-${o.method}` }, o.method.toUpperCase()), ' ', h('code', {}, url)),
-    warn.map((w) => h('p', { class: 'warn' }, w)), status,
+    ...warn.map((w) => h('p', { class: 'warn' }, w)), status,
     h('details', { class: 'curl' }, h('summary', {}, 'curl'), h('pre', { class: 'code' }, curl.join(' \\\n  '))), out);
   ui.result.hidden = false;
   ui.stop.hidden = false;

@@ -8,6 +8,7 @@
 
 mod admin;
 pub mod config;
+mod exhausted;
 mod follower;
 mod intake;
 pub mod ledger;
@@ -123,6 +124,7 @@ impl Application {
         } = self;
         let admin = tokio::spawn(admin::serve(admin, shared.clone(), shutdown.clone()));
         let follower = tokio::spawn(follower::run(shared.clone(), shutdown.clone()));
+        let exhausted = tokio::spawn(exhausted::run(shared.clone(), shutdown.clone()));
         if let Err(e) = outbox::republish_pending(&shared, &shutdown).await {
             // Not fatal: each of those tasks is still unacknowledged, so its request comes
             // back and the task path republishes its pending entries.
@@ -130,6 +132,7 @@ impl Application {
         }
         intake::run(shared.clone(), shutdown.clone()).await;
         follower.await.ok();
+        exhausted.await.ok();
         admin.await.ok();
         shared.log.flush().await?;
         Ok(())

@@ -1,0 +1,82 @@
+//! Requests that ran out of deliveries: JetStream stops redelivering a request after
+//! `MAX_DELIVER` attempts and says so with an advisory. A generator that crashed on every
+//! attempt never got to record the failure, so the advisory does: the task ends in FAILURE
+//! (`internal`) instead of staying PENDING or STARTED for ever.
+
+use std::sync::Arc;
+
+use common::events::{codes, EventData};
+use common::{subjects, Event};
+use futures::StreamExt;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::Shared;
+
+#[derive(Deserialize)]
+struct MaxDeliveries {
+    stream_seq: u64,
+    deliveries: u64,
+}
+
+fn advisory_subject() -> String {
+    format!(
+        "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}",
+        subjects::STREAM,
+        subjects::GENERATOR_CONSUMER
+    )
+}
+
+pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
+    // A queue group: one replica handles each advisory.
+    let mut sub = match shared
+        .client
+        .queue_subscribe(advisory_subject(), subjects::GENERATOR_CONSUMER.to_owned())
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot subscribe to max-deliveries advisories");
+            return;
+        }
+    };
+    loop {
+        let msg = tokio::select! {
+            _ = cancel.cancelled() => return,
+            m = sub.next() => match m { Some(m) => m, None => return },
+        };
+        let Ok(advisory) = serde_json::from_slice::<MaxDeliveries>(&msg.payload) else {
+            continue;
+        };
+        if let Err(e) = fail_request(&shared, advisory).await {
+            tracing::warn!(error = %e, "cannot record a request that ran out of deliveries");
+        }
+    }
+}
+
+async fn fail_request(shared: &Shared, advisory: MaxDeliveries) -> anyhow::Result<()> {
+    let stream = shared.js.get_stream_no_info(subjects::STREAM).await?;
+    let raw = stream.get_raw_message(advisory.stream_seq).await?;
+    let Ok(Event {
+        data: EventData::Requested(req),
+        ..
+    }) = Event::from_json(&raw.payload)
+    else {
+        return Ok(());
+    };
+    // Finished after all (its ack was lost): nothing to record.
+    let logged = shared.log.task_entries(req.task_id)?;
+    if logged
+        .iter()
+        .any(|(_, e)| subjects::parse(&e.subject).is_some_and(|p| p.kind.is_final()))
+    {
+        return Ok(());
+    }
+    let message = format!(
+        "gave up after {} deliveries without an answer",
+        advisory.deliveries
+    );
+    crate::task::fail(shared, &req, codes::INTERNAL, message).await?;
+    metrics::counter!("sn_tasks_total", "state" => "failure").increment(1);
+    Ok(())
+}
