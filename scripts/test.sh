@@ -20,6 +20,9 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
+echo "== OpenAPI document against the running gateway"
+scripts/api-test.sh
+
 echo "== dashboard in headless Chromium"
 scripts/browser-test.sh
 

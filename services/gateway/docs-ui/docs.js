@@ -3,18 +3,15 @@
 // Plain browser JavaScript, no dependencies; nothing is fetched but /openapi.json and the API.
 'use strict';
 
-// ---- Helpers -------------------------------------------------------------------------------
+// ---- Helpers -------------------------------------------------------------------------------------
 
 const $ = (sel) => document.querySelector(sel);
 const TOKEN_KEY = 'docs.apiToken';
 const PREVIEW_BYTES = 64 * 1024;
 const MAX_EVENTS = 500;
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
-const FORMAT_SAMPLES = {
-  uuid: '3fa85f64-5717-4562-b3fc-2c963f66afa6', 'date-time': '2025-01-01T12:00:00Z', date: '2025-01-01',
-  time: '12:00:00Z', email: 'user@example.com', uri: 'https://example.com/', hostname: 'example.com',
-  ipv4: '192.0.2.1', ipv6: '2001:db8::1', byte: 'U3dhZ2dlcg==', duration: 'PT1M',
-};
+const FORMAT_SAMPLES = { uuid: '3fa85f64-5717-4562-b3fc-2c963f66afa6', 'date-time': '2025-01-01T12:00:00Z',
+  date: '2025-01-01', email: 'user@example.com', uri: 'https://example.com/', ipv4: '192.0.2.1' };
 let spec = {};
 let base = '';
 
@@ -22,215 +19,179 @@ let base = '';
 function h(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
-    else if (k === 'dataset') Object.assign(e.dataset, v);
-    else e.setAttribute(k, v === true ? '' : v);
+    if (k === 'dataset') Object.assign(e.dataset, v);
+    else if (v !== undefined && v !== null && v !== false) e.setAttribute(k, v === true ? '' : v);
   }
-  for (const c of children.flat(Infinity)) if (c !== null && c !== undefined && c !== false) e.append(c);
+  e.append(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
   return e;
 }
 
 const slug = (s) => String(s).replace(/[^A-Za-z0-9_]+/g, '-').replace(/^-+|-+$/g, '') || 'x';
 const pretty = (v) => JSON.stringify(v, null, 2);
 const show = (v) => (typeof v === 'string' ? v : JSON.stringify(v));
+/** JSON text indented, other text as it is. */
+function prettyText(text) {
+  try { return pretty(JSON.parse(text)); } catch { return text || '(empty body)'; }
+}
+const statusClass = (code) => `s${String(code)[0]}xx`;
 
-/** The CommonMark subset descriptions use: paragraphs, "- " lists, `code`, **bold**, [links](url). */
+/** Inline markdown: `code`, **bold** and [links](url) to http(s), this site or a #fragment; the rest is text. */
+const inline = (s) => s.split(/(`[^`]+`|\*\*[^*]+\*\*|\[[^\]]+\]\([^)\s]+\))/).map((part, i) => {
+  if (i % 2 === 0) return part;
+  if (part[0] === '`') return h('code', {}, part.slice(1, -1));
+  if (part[0] === '*') return h('strong', {}, part.slice(2, -2));
+  const [, label, href] = part.match(/^\[([^\]]+)\]\(([^)\s]+)\)$/);
+  return /^(https?:|\/|#)/.test(href) ? h('a', { href }, label) : label;
+});
+/** The CommonMark subset descriptions use: paragraphs and "- " lists of inline markdown. */
 function md(text) {
   if (!text) return null;
-  const box = h('div', { class: 'md' });
-  for (const block of String(text).trim().split(/\n\s*\n/)) {
+  return h('div', { class: 'md' }, String(text).trim().split(/\n\s*\n/).map((block) => {
     const lines = block.split('\n');
-    if (lines.every((l) => /^\s*[-*] /.test(l))) {
-      box.append(h('ul', {}, lines.map((l) => h('li', {}, inline(l.replace(/^\s*[-*] /, ''))))));
-    } else box.append(h('p', {}, inline(block)));
-  }
-  return box;
-}
-function inline(s) {
-  return s.split(/(`[^`]+`|\*\*[^*]+\*\*|\[[^\]]+\]\([^)\s]+\))/).map((part, i) => {
-    if (i % 2 === 0) return part;
-    if (part[0] === '`') return h('code', {}, part.slice(1, -1));
-    if (part[0] === '*') return h('strong', {}, part.slice(2, -2));
-    const [, label, href] = part.match(/^\[([^\]]+)\]\(([^)\s]+)\)$/);
-    return /^(https?:|\/|#)/.test(href) ? h('a', { href }, label) : label;
-  });
+    return lines.every((l) => /^\s*[-*] /.test(l))
+      ? h('ul', {}, lines.map((l) => h('li', {}, inline(l.replace(/^\s*[-*] /, '')))))
+      : h('p', {}, inline(block));
+  }));
 }
 
-// ---- Schemas: $ref resolution, type labels, constraints ---------------------------------------
+// ---- Schemas: $ref resolution, types, constraints ------------------------------------------------
 
 const refName = (ref) => ref.split('/').pop();
 const schemaAnchor = (name) => `schema-${slug(name)}`;
 
-/** Follows a local JSON pointer ("#/components/schemas/X"); unknown targets give {}. */
-function resolve(ref) {
-  const keys = ref.replace(/^#\/?/, '').split('/').filter(Boolean);
-  return keys.reduce((o, k) => (o || {})[decodeURIComponent(k).replace(/~1/g, '/').replace(/~0/g, '~')], spec) || {};
-}
+/** Follows a local JSON pointer ("#/components/schemas/X"); an unknown target gives {}. */
+const resolve = (ref) => ref.replace(/^#\/?/, '').split('/').filter(Boolean)
+  .reduce((o, k) => (o || {})[decodeURIComponent(k).replace(/~1/g, '/').replace(/~0/g, '~')], spec) || {};
 
 /** The object with its $ref chain followed; as in 3.1, keywords beside a $ref win. */
-function deref(s) {
-  const seen = new Set();
-  while (s && s.$ref && !seen.has(s.$ref)) {
-    seen.add(s.$ref);
-    const { $ref, ...rest } = s;
-    s = { ...resolve($ref), ...rest };
-  }
-  return s || {};
+function deref(s, seen = new Set()) {
+  if (!s || !s.$ref || seen.has(s.$ref)) return s || {};
+  const { $ref, ...rest } = s;
+  return deref({ ...resolve($ref), ...rest }, seen.add($ref));
 }
 
-/** A schema with refs followed and allOf folded into one object (properties, required merged). */
+/** A schema with refs followed and allOf folded into one (properties and required merged). */
 function flatten(raw, depth = 0) {
-  const s = deref(raw);
-  if (!s.allOf || depth > 8) return s;
-  const out = { ...s, properties: { ...s.properties }, required: [...(s.required || [])] };
-  delete out.allOf;
-  for (const part of s.allOf.map((p) => flatten(p, depth + 1))) {
-    for (const [k, v] of Object.entries(part)) {
-      if (k === 'properties') Object.assign(out.properties, v);
-      else if (k === 'required') out.required.push(...v);
-      else if (!(k in out)) out[k] = v;
-    }
+  const { allOf, ...out } = deref(raw);
+  if (!allOf || depth > 8) return out;
+  out.properties = { ...out.properties };
+  out.required = [...(out.required || [])];
+  for (const part of allOf.map((p) => flatten(p, depth + 1))) {
+    Object.assign(out.properties, part.properties);
+    out.required.push(...(part.required || []));
+    for (const [k, v] of Object.entries(part)) if (!(k in out)) out[k] = v;
   }
   return out;
 }
 
-/** The schema's types as a list ("null" included for 3.1 type arrays and 3.0 nullable). */
+/** The schema's types ("null" included, from 3.1 type arrays or 3.0 nullable). */
 function types(s) {
   const t = s.type ?? (s.properties ? 'object' : s.items ? 'array' : undefined);
-  const list = Array.isArray(t) ? [...t] : t ? [t] : [];
-  if (s.nullable) list.push('null');
-  return list;
+  return [...(Array.isArray(t) ? t : t ? [t] : []), ...(s.nullable ? ['null'] : [])];
 }
+
+/** The oneOf/anyOf alternatives other than a bare null (`Option<T>` is `oneOf: [null, T]`). */
+const variants = (s) => (s.oneOf || s.anyOf || []).filter((v) => types(flatten(v)).join() !== 'null');
 
 /** A short type label: "string (uuid)", "array<Task>", "ErrorBody", "integer | null". */
 function typeLabel(raw) {
   if (raw && raw.$ref) return refName(raw.$ref);
   const s = flatten(raw);
-  const alts = s.oneOf || s.anyOf;
-  if (alts) return alts.map(typeLabel).join(' | ');
+  if (s.oneOf || s.anyOf) return (s.oneOf || s.anyOf).map(typeLabel).sort((a, b) => (a === 'null') - (b === 'null')).join(' | ');
   const label = types(s).map((t) => (t === 'array' ? `array<${s.items ? typeLabel(s.items) : 'any'}>` : t)).join(' | ');
   return (label || 'any') + (s.format ? ` (${s.format})` : '');
 }
 
-/** The type label, linked to its entry in the Schemas section when it names one. */
+/** The type label, linked to its entry under Schemas when it names one. */
 function typeNode(raw) {
-  const ref = (raw && raw.$ref) || (deref(raw).items || {}).$ref;
-  const label = typeLabel(raw);
-  return ref && ref.startsWith('#/components/schemas/')
-    ? h('a', { class: 'type', href: `#${schemaAnchor(refName(ref))}` }, label)
-    : h('span', { class: 'type' }, label);
+  const one = variants(deref(raw)).length === 1 ? variants(deref(raw))[0] : {};
+  const ref = (raw && raw.$ref) || (deref(raw).items || {}).$ref || one.$ref || '';
+  return ref.startsWith('#/components/schemas/')
+    ? h('a', { class: 'type', href: `#${schemaAnchor(refName(ref))}` }, typeLabel(raw))
+    : h('span', { class: 'type' }, typeLabel(raw));
 }
 
-const CONSTRAINTS = [
-  ['minimum', '≥ '], ['exclusiveMinimum', '> '], ['maximum', '≤ '], ['exclusiveMaximum', '< '],
-  ['minLength', 'min length '], ['maxLength', 'max length '], ['minItems', 'min items '],
-  ['maxItems', 'max items '], ['uniqueItems', 'unique items'], ['multipleOf', 'multiple of '],
-  ['pattern', 'pattern '], ['const', 'always '], ['default', 'default '],
-  ['readOnly', 'read-only'], ['writeOnly', 'write-only'], ['deprecated', 'deprecated'],
-];
+const CONSTRAINTS = { minimum: '≥ ', exclusiveMinimum: '> ', maximum: '≤ ', exclusiveMaximum: '< ', minLength: 'min length ',
+  maxLength: 'max length ', minItems: 'min items ', maxItems: 'max items ', uniqueItems: 'unique items', multipleOf: 'multiple of ',
+  pattern: 'pattern ', const: 'always ', default: 'default ', readOnly: 'read-only', writeOnly: 'write-only', deprecated: 'deprecated' };
 
-/** Chips for bounds, pattern, default, flags and the allowed values of an enum. */
+/** Chips for bounds, pattern, default and flags, and the allowed values of an enum. */
 function constraints(s) {
-  const chips = [];
-  for (const [key, label] of CONSTRAINTS) {
-    const v = s[key];
-    if (v === undefined || v === false) continue;
-    const text = v === true ? label : label + (key === 'pattern' ? v : JSON.stringify(v));
-    chips.push(h('span', { class: `chip c-${key}` }, text));
-  }
+  const chips = Object.entries(CONSTRAINTS).filter(([k]) => s[k] !== undefined && s[k] !== false).map(([k, label]) =>
+    h('span', { class: `chip c-${k}` }, s[k] === true ? label : label + (k === 'pattern' ? s[k] : JSON.stringify(s[k]))));
   if (s.enum) chips.push(h('span', { class: 'chip enum' }, 'one of ', s.enum.map((v) => h('code', {}, show(v)))));
   return chips;
 }
 
-// ---- Schemas: nested field lists and examples -------------------------------------------------
+// ---- Schemas: nested field lists and examples ----------------------------------------------------
 
-/** One field (or parameter) as a list item: name, type, required, constraints, description, children. */
+/** A field (or parameter, or header) as a list item: name, type, required, constraints, description, children. */
 function field(name, raw, required, seen, extra = {}) {
-  const s = flatten(raw);
+  const outer = flatten(raw);
+  const only = variants(outer).length === 1 ? variants(outer)[0] : null; // `oneOf: [T]` or `[null, T]` describes T
+  const s = only ? { ...flatten(only), ...outer } : outer;
   return h('li', { class: 'field', dataset: { field: name } },
     h('div', { class: 'field-head' }, h('code', { class: 'name' }, name), extra.badge, typeNode(raw),
-      required && h('span', { class: 'req', title: 'required' }, 'required'), constraints(s)),
+      required && h('span', { class: 'req' }, 'required'), constraints(s)),
     md(extra.description ?? s.description), extra.badge ? null : fields(raw, seen));
 }
 
-/** The children of a schema as a nested <ul> (object properties, array items, variants), or null. */
+/** The children of a schema as a nested <ul> (properties, map values, variants, array items), or null. */
 function fields(raw, seen = new Set()) {
   if (!raw || (raw.$ref && seen.has(raw.$ref)) || seen.size > 12) return null;
-  const inner = new Set(seen);
-  if (raw.$ref) inner.add(raw.$ref);
+  const inner = raw.$ref ? new Set([...seen, raw.$ref]) : seen;
   const s = flatten(raw);
-  const items = [];
   const req = new Set(s.required || []);
-  for (const [k, v] of Object.entries(s.properties || {})) items.push(field(k, v, req.has(k), inner));
-  if (s.additionalProperties && typeof s.additionalProperties === 'object') {
-    items.push(field('{key}', s.additionalProperties, false, inner, { description: 'any other key' }));
-  }
-  const alts = s.oneOf || s.anyOf;
-  if (alts) alts.forEach((v, i) => items.push(field(s.oneOf ? `one of #${i + 1}` : `any of #${i + 1}`, v, false, inner)));
-  if (s.items && !items.length) return fields(s.items, inner);
+  const items = Object.entries(s.properties || {}).map(([k, v]) => field(k, v, req.has(k), inner));
+  const more = s.additionalProperties;
+  if (more && typeof more === 'object') items.push(field('{key}', more, false, inner, { description: 'any other key' }));
+  const alts = variants(s);
+  if (alts.length > 1) alts.forEach((v, i) => items.push(field(`${s.oneOf ? 'one' : 'any'} of #${i + 1}`, v, false, inner)));
+  if (!items.length && (s.items || alts.length === 1)) return fields(s.items || alts[0], inner);
   return items.length ? h('ul', { class: 'fields' }, items) : null;
 }
 
-/** An example value: the schema's own example(s), else one built from its type, format and bounds. */
+/** An example value from a schema: its own example(s), else one built from type, format and bounds. */
 function sample(raw, skip = 'readOnly', seen = new Set()) {
   if (!raw || (raw.$ref && seen.has(raw.$ref)) || seen.size > 8) return null;
   const inner = raw.$ref ? new Set([...seen, raw.$ref]) : seen;
   const s = flatten(raw);
-  if (s.example !== undefined) return s.example;
-  if (Array.isArray(s.examples) && s.examples.length) return s.examples[0];
-  if (s.const !== undefined) return s.const;
-  if (s.default !== undefined) return s.default;
-  if (s.enum) return s.enum[0];
-  const alt = (s.oneOf || s.anyOf || [])[0];
-  if (alt) return sample(alt, skip, inner);
-  switch (types(s).find((t) => t !== 'null') || (types(s).length ? 'null' : 'object')) {
-    case 'object': {
-      const o = {};
-      for (const [k, v] of Object.entries(s.properties || {})) if (!deref(v)[skip]) o[k] = sample(v, skip, inner);
-      return o;
-    }
-    case 'array': return s.items ? [sample(s.items, skip, inner)] : [];
-    case 'integer': case 'number': {
-      const low = s.minimum ?? (typeof s.exclusiveMinimum === 'number' ? s.exclusiveMinimum + 1 : 1);
-      return Math.min(low, s.maximum ?? Infinity);
-    }
+  const own = schemaExample(s) ?? s.const ?? s.default ?? (s.enum || [])[0];
+  if (own !== undefined) return own;
+  if (s.oneOf || s.anyOf) return sample(variants(s)[0], skip, inner);
+  const t = types(s);
+  switch (t.find((x) => x !== 'null') || (t.length ? 'null' : 'object')) {
+    case 'object': return Object.fromEntries(Object.entries(s.properties || {})
+      .filter(([, v]) => !deref(v)[skip]).map(([k, v]) => [k, sample(v, skip, inner)]));
+    case 'array': return [sample(s.items, skip, inner)].filter((v) => v !== null); // [] when the items recurse
+    case 'integer': case 'number':
+      return Math.min(s.minimum ?? (typeof s.exclusiveMinimum === 'number' ? s.exclusiveMinimum + 1 : 1), s.maximum ?? Infinity);
     case 'boolean': return true;
     case 'string': return FORMAT_SAMPLES[s.format] ?? 'string';
     default: return null;
   }
 }
 
-/** Example of a media type: its example, the first of its examples, else one from its schema. */
-function mediaExample(media, skip) {
-  if (!media) return undefined;
-  if (media.example !== undefined) return media.example;
-  const first = Object.values(media.examples || {})[0];
-  if (first) return deref(first).value;
-  return media.schema ? sample(media.schema, skip) : undefined;
+// Examples: a schema's `example` or first of its `examples` array; a parameter's or media type's `example` or
+// first of its `examples` map; else one synthesised from the schema.
+const schemaExample = (s) => s.example ?? (Array.isArray(s.examples) ? s.examples[0] : undefined);
+const ownExample = (o) => o.example ?? deref(Object.values(o.examples || {})[0]).value;
+function exampleOf(o, skip) {
+  const built = o.schema && sample(o.schema, skip); // only a built object or array says more than the type does
+  return ownExample(o) ?? (o.schema && schemaExample(flatten(o.schema))) ?? (typeof built === 'object' && built ? built : undefined);
+}
+/** An example as text: strings of non-JSON media types as they are, anything else as indented JSON. */
+const exampleText = (v, type = 'application/json') => (v === undefined || v === null ? undefined : typeof v === 'string' && !/json/.test(type) ? v : pretty(v));
+
+/** A schema block: its type (linked), then its fields and example text, each collapsible (closed for errors). */
+function schemaBlock(raw, { open = true, example, label = raw } = {}) {
+  const list = fields(raw);
+  return h('div', { class: 'schema' }, h('div', { class: 'schema-type' }, 'Schema: ', typeNode(label)),
+    list && h('details', { class: 'schema-fields', open }, h('summary', {}, 'Fields'), list),
+    example !== undefined && h('details', { class: 'example', open }, h('summary', {}, 'Example'), h('pre', { class: 'code', tabindex: '0' }, example)));
 }
 
-/** Explicit example of a parameter (its own or its schema's), or undefined. */
-function paramExample(p) {
-  if (p.example !== undefined) return p.example;
-  const first = Object.values(p.examples || {})[0];
-  if (first) return deref(first).value;
-  const s = flatten(p.schema);
-  return s.example ?? (Array.isArray(s.examples) ? s.examples[0] : undefined) ?? s.default;
-}
-
-/** A schema as type line, description, field list and an example (collapsible). */
-function schemaBlock(raw, { open = true, example, skip } = {}) {
-  const value = example !== undefined ? example : sample(raw, skip);
-  return h('div', { class: 'schema' },
-    h('div', { class: 'schema-type' }, 'Schema: ', typeNode(raw)),
-    raw.$ref ? null : md(deref(raw).description),
-    fields(raw),
-    value !== undefined && value !== null &&
-      h('details', { class: 'example', open }, h('summary', {}, 'Example'), h('pre', { class: 'code' }, pretty(value))));
-}
-
-// ---- Operations: grouping and documentation -----------------------------------------------------
+// ---- Operations: grouping and documentation ------------------------------------------------------
 
 /** Operations grouped by their first tag (declared tags first), else by first path segment. */
 function collectOperations() {
@@ -243,60 +204,58 @@ function collectOperations() {
       const tag = (op.tags || [])[0] || path.split('/').filter(Boolean)[0] || 'default';
       const id = op.operationId || `${method} ${path}`;
       let dom = `op-${slug(id)}`;
-      while (used.has(dom)) dom += '-';
+      while (used.has(dom)) dom += '_'; // ids must stay unique even when two slugs collide
       used.add(dom);
-      const params = new Map();
-      for (const p of [...(pathItem.parameters || []), ...(op.parameters || [])].map(deref)) params.set(`${p.in}:${p.name}`, p);
+      const params = new Map([...(pathItem.parameters || []), ...(op.parameters || [])].map((p) => deref(p)).map((p) => [`${p.in}:${p.name}`, p]));
       if (!groups.has(tag)) groups.set(tag, { tag: { name: tag }, ops: [] });
-      groups.get(tag).ops.push({ id, dom, method, path, op, params: [...params.values()] });
+      groups.get(tag).ops.push({ id, dom, method, path, op, params: [...params.values()].filter((p) => p.in !== 'cookie') });
     }
   }
   return [...groups.values()].filter((g) => g.ops.length);
 }
 
-/** Whether the operation needs credentials (its own security, else the document's). */
-const needsAuth = (op) => (op.security || spec.security || []).some((r) => Object.keys(r).length);
-const statusClass = (code) => `s${String(code)[0]}xx`;
+/** "auth", "auth optional" (an empty requirement is listed too) or null, from the operation's or document's security. */
+function authLabel(op) {
+  const reqs = op.security || spec.security || [];
+  return reqs.some((r) => Object.keys(r).length) ? (reqs.some((r) => !Object.keys(r).length) ? 'auth optional' : 'auth') : null;
+}
+const badge = (where) => h('span', { class: `in in-${where}` }, where);
+const mediaList = (content, skip, open) => Object.entries(content || {}).map(([type, m]) => h('div', { class: 'media', dataset: { mediaType: type } },
+  h('code', { class: 'media-type' }, type), m.schema && schemaBlock(m.schema, { open, example: exampleText(exampleOf(m, skip), type) })));
 
 function renderOperation(o) {
   const { op, method, path, dom } = o;
-  const params = o.params.filter((p) => p.in !== 'cookie');
   const rb = deref(op.requestBody);
-  const docs = h('div', { class: 'op-docs' },
-    md(op.description),
-    params.length > 0 && h('section', { class: 'block params' }, h('h4', {}, 'Parameters'),
-      h('ul', { class: 'fields' }, params.map((p) => field(p.name, p.schema || {}, p.required, new Set(),
-        { badge: h('span', { class: `in in-${p.in}` }, p.in), description: p.description ?? deref(p.schema).description })))),
+  const docs = h('div', { class: 'op-docs' }, md(op.description),
+    o.params.length > 0 && h('section', { class: 'block params' }, h('h4', {}, 'Parameters'),
+      h('ul', { class: 'fields' }, o.params.map((p) => field(p.name, p.schema || {}, p.required, new Set(),
+        { badge: badge(p.in), description: p.description ?? deref(p.schema).description })))),
     rb.content && h('section', { class: 'block request-body' },
-      h('h4', {}, 'Request body ', rb.required ? h('span', { class: 'req' }, 'required') : h('span', { class: 'muted' }, 'optional')),
-      md(rb.description),
-      Object.entries(rb.content).map(([type, media]) => h('div', { class: 'media', dataset: { mediaType: type } },
-        h('code', { class: 'media-type' }, type),
-        media.schema && schemaBlock(media.schema, { example: mediaExample(media, 'readOnly') })))),
-    h('section', { class: 'block responses' }, h('h4', {}, 'Responses'),
-      Object.entries(op.responses || {}).map(([code, r]) => renderResponse(code, deref(r)))));
-  const body = h('div', { class: 'op-body', id: `${dom}-body`, hidden: true }, docs, tryPanel(o, rb));
+      h('h4', {}, 'Request body ', h('span', { class: rb.required ? 'req' : 'muted' }, rb.required ? 'required' : 'optional')),
+      md(rb.description), mediaList(rb.content, 'readOnly', true)));
+  const responses = h('section', { class: 'block responses' }, h('h4', {}, 'Responses'),
+    Object.entries(op.responses || {}).map(([code, r]) => renderResponse(code, deref(r))));
+  // Try it comes before the responses: beside the docs on wide screens, between them on narrow ones.
+  const body = h('div', { class: 'op-body', id: `${dom}-body`, hidden: true }, docs, tryPanel(o, rb), responses);
   const toggle = h('button', { type: 'button', class: 'op-toggle', id: `${dom}-toggle`, 'aria-expanded': 'false', 'aria-controls': body.id },
     h('span', { class: `method m-${method}` }, method.toUpperCase()), h('code', { class: 'path' }, path),
-    h('span', { class: 'summary' }, op.summary || ''),
-    op.deprecated && h('span', { class: 'chip' }, 'deprecated'),
-    needsAuth(op) && h('span', { class: 'chip auth', title: 'needs the bearer token' }, 'auth'));
+    h('span', { class: 'summary' }, inline(op.summary || '')), op.deprecated && h('span', { class: 'chip' }, 'deprecated'),
+    authLabel(op) && h('span', { class: 'chip auth', title: 'the bearer token field is sent as Authorization' }, authLabel(op)));
   const section = h('section', { class: `op op-${method}`, id: dom, dataset: { operationId: o.id, method, path } },
     h('h3', { class: 'op-head' }, toggle), body);
   toggle.addEventListener('click', () => setOpen(section, body.hidden));
   return section;
 }
 
+/** One documented response: status, description, headers, and a schema block per media type. */
 function renderResponse(code, r) {
-  const content = Object.entries(r.content || {});
   return h('div', { class: `response ${statusClass(code)}`, dataset: { status: code } },
     h('div', { class: 'response-head' }, h('span', { class: 'status' }, code), md(r.description)),
-    Object.keys(r.headers || {}).length > 0 && h('ul', { class: 'fields headers' },
-      Object.entries(r.headers).map(([name, hd]) => field(name, deref(hd).schema || {}, deref(hd).required, new Set(),
-        { badge: h('span', { class: 'in in-header' }, 'header'), description: deref(hd).description }))),
-    content.map(([type, media]) => h('div', { class: 'media', dataset: { mediaType: type } },
-      h('code', { class: 'media-type' }, type),
-      media.schema && schemaBlock(media.schema, { open: code.startsWith('2'), example: mediaExample(media, 'writeOnly'), skip: 'writeOnly' }))));
+    r.headers && h('ul', { class: 'fields headers' }, Object.entries(r.headers).map(([name, raw]) => {
+      const hd = deref(raw);
+      return field(name, hd.schema || {}, hd.required, new Set(), { badge: badge('header'), description: hd.description });
+    })),
+    mediaList(r.content, 'writeOnly', code.startsWith('2')));
 }
 
 function setOpen(section, open) {
@@ -305,124 +264,105 @@ function setOpen(section, open) {
   section.classList.toggle('open', open);
 }
 
-// ---- Try it: inputs and request -----------------------------------------------------------------
+// ---- Try it: the form ----------------------------------------------------------------------------
 
-/** A labelled row for the Try-it form. */
 const row = (id, label, input) => h('div', { class: 'try-row' }, h('label', { for: id }, label), input);
 
+/** A form per operation: one input per path/query/header parameter, the body, Accept, Send and Stop. */
 function tryPanel(o, rb) {
   const { dom, method } = o;
-  const inputs = o.params.filter((p) => ['path', 'query', 'header'].includes(p.in)).map((p) => {
+  const inputs = o.params.map((p) => {
     const s = flatten(p.schema);
     const id = `${dom}-${p.in}-${slug(p.name)}`;
-    const example = paramExample(p) ?? (p.required ? sample(p.schema) : undefined);
+    const value = ownExample(p) ?? schemaExample(s) ?? s.default ?? (p.required ? sample(p.schema) : undefined);
     const choices = s.enum || (types(s).includes('boolean') ? [true, false] : null);
     const input = choices
-      ? h('select', { id }, !p.required && h('option', { value: '' }, '(none)'), choices.map((c) => h('option', { value: show(c) }, show(c))))
+      ? h('select', { id }, !p.required && h('option', { value: '' }, '(none)'), choices.map((c) => h('option', {}, show(c))))
       : h('input', { id, type: 'text', spellcheck: 'false', autocomplete: 'off', required: p.in === 'path',
         inputmode: /integer|number/.test(types(s)) ? 'numeric' : undefined, placeholder: show(sample(p.schema) ?? '') });
-    input.value = example === undefined || example === null ? '' : Array.isArray(example) ? example.join(',') : show(example);
+    input.value = value === undefined || value === null ? '' : Array.isArray(value) ? value.join(',') : show(value);
     Object.assign(input.dataset, { in: p.in, name: p.name, array: types(s).includes('array') ? '1' : '' });
-    return row(id, [h('code', {}, p.name), h('span', { class: `in in-${p.in}` }, p.in), p.required && h('span', { class: 'req' }, 'required')], input);
+    return row(id, [h('code', {}, p.name), badge(p.in), p.required && h('span', { class: 'req' }, 'required')], input);
   });
-  // Body: a textarea per operation, refilled with the example of the chosen content type.
+  // The body: JSON preferred when the operation accepts several media types.
   const bodyTypes = Object.keys(rb.content || {});
-  const bodyArea = bodyTypes.length ? h('textarea', { id: `${dom}-body-input`, class: 'code', rows: 8, spellcheck: 'false' }) : null;
-  const ctSelect = bodyTypes.length > 1 ? h('select', { id: `${dom}-content-type` }, bodyTypes.map((t) => h('option', {}, t))) : null;
-  const fill = () => {
-    const type = ctSelect ? ctSelect.value : bodyTypes[0];
-    const ex = mediaExample(rb.content[type], 'readOnly');
-    bodyArea.value = ex === undefined ? '' : typeof ex === 'string' && !/json/.test(type) ? ex : pretty(ex);
-  };
-  if (bodyArea) { fill(); ctSelect?.addEventListener('change', fill); }
-  // Accept: the media types of the success responses; a choice when there are several.
+  const bodyType = bodyTypes.find((t) => /json/.test(t)) || bodyTypes[0];
+  let bodyArea = null;
+  if (bodyType) {
+    const text = exampleText(exampleOf(rb.content[bodyType], 'readOnly') ?? sample(rb.content[bodyType].schema), bodyType) ?? '';
+    bodyArea = h('textarea', { id: `${dom}-body-input`, class: 'code', spellcheck: 'false', rows: Math.min(18, Math.max(4, text.split('\n').length + 1)) });
+    bodyArea.value = text;
+  }
+  // Accept: the media types of the success responses, a choice when there are several.
   const accepts = [...new Set(Object.entries(o.op.responses || {}).filter(([c]) => /^2/.test(c))
     .flatMap(([, r]) => Object.keys(deref(r).content || {})))];
-  const acceptSelect = accepts.length > 1 ? h('select', { id: `${dom}-accept` }, accepts.map((t) => h('option', {}, t))) : null;
+  const accept = accepts.length > 1 ? h('select', { id: `${dom}-accept` }, accepts.map((t) => h('option', {}, t))) : null;
 
-  const ui = { inputs: inputs.map((r) => r.lastChild), bodyArea, ctSelect, acceptSelect, accepts, bodyTypes, controller: null };
-  ui.send = h('button', { type: 'submit', class: 'primary', id: `${dom}-send` }, 'Send');
-  ui.stop = h('button', { type: 'button', id: `${dom}-stop`, hidden: true }, 'Stop');
-  ui.result = h('div', { class: 'result', id: `${dom}-result`, hidden: true });
+  const ui = { inputs: inputs.map((r) => r.lastChild), bodyArea, bodyType, accept, accepts, controller: null,
+    stop: h('button', { type: 'button', id: `${dom}-stop`, hidden: true }, 'Stop'),
+    result: h('div', { class: 'result', id: `${dom}-result`, hidden: true }) };
   ui.stop.addEventListener('click', () => ui.controller?.abort());
   const form = h('form', { class: 'try', id: `${dom}-try`, 'aria-label': `Try ${method.toUpperCase()} ${o.path}`, autocomplete: 'off' },
     h('h4', {}, 'Try it'), inputs,
-    ctSelect && row(ctSelect.id, 'Content-Type', ctSelect),
-    bodyArea && row(bodyArea.id, ['Body ', h('span', { class: 'muted' }, bodyTypes.length === 1 ? bodyTypes[0] : '')], bodyArea),
-    acceptSelect && row(acceptSelect.id, 'Accept', acceptSelect),
-    h('div', { class: 'try-actions' }, ui.send, ui.stop), ui.result);
+    bodyArea && row(bodyArea.id, ['Body ', h('span', { class: 'muted' }, bodyType)], bodyArea),
+    accept && row(accept.id, 'Accept', accept),
+    h('div', { class: 'try-actions' }, h('button', { type: 'submit', class: 'primary', id: `${dom}-send` }, 'Send'), ui.stop),
+    ui.result);
   form.addEventListener('submit', (e) => { e.preventDefault(); execute(o, ui); });
   return form;
 }
 
+// ---- Try it: sending and showing the response ----------------------------------------------------
+
 /** Builds the request from the form, sends it and shows status, headers and body. */
 async function execute(o, ui) {
   ui.controller?.abort();
-  const controller = new AbortController();
-  ui.controller = controller;
+  const controller = (ui.controller = new AbortController());
   let path = o.path;
   const query = new URLSearchParams();
-  const headers = {};
+  const headers = { Accept: ui.accept ? ui.accept.value : ui.accepts[0] || '*/*' };
   for (const input of ui.inputs) {
-    const v = input.value.trim();
     const { in: where, name, array } = input.dataset;
-    if (where === 'path') path = path.replace(`{${name}}`, encodeURIComponent(v));
-    else if (!v) continue;
-    else if (where === 'query') (array ? v.split(',') : [v]).forEach((x) => query.append(name, x.trim()));
-    else headers[name] = v;
+    const v = input.value.trim();
+    if (where === 'path') path = path.replaceAll(`{${name}}`, encodeURIComponent(v));
+    else if (v && where === 'query') (array ? v.split(',') : [v]).forEach((x) => query.append(name, x.trim()));
+    else if (v) headers[name] = v;
   }
   const url = base + path + (query.toString() ? `?${query}` : '');
-  headers.Accept = ui.acceptSelect ? ui.acceptSelect.value : ui.accepts[0] || '*/*';
-  let body;
-  const warn = [];
-  if (ui.bodyArea && !['get', 'head'].includes(o.method) && ui.bodyArea.value.trim() !== '') {
-    body = ui.bodyArea.value;
-    headers['Content-Type'] = ui.ctSelect ? ui.ctSelect.value : ui.bodyTypes[0];
-    if (/json/.test(headers['Content-Type'])) try { JSON.parse(body); } catch { warn.push('The body is not valid JSON; it was sent as typed.'); }
-  }
-  const curl = [`curl -X ${o.method.toUpperCase()} '${location.origin}${url}'`,
-    ...Object.entries(headers).map(([k, v]) => `-H '${k}: ${v}'`)];
   const token = localStorage.getItem(TOKEN_KEY);
-  if (token) { headers.Authorization = `Bearer ${token}`; curl.push(`-H "Authorization: Bearer $API_TOKEN"`); }
-  if (body !== undefined) curl.push(`--data-raw '${body.replace(/'/g, `'\\''`)}'`);
-
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let body;
+  let warning = null;
+  if (ui.bodyArea && !['get', 'head'].includes(o.method) && ui.bodyArea.value.trim()) {
+    body = ui.bodyArea.value;
+    headers['Content-Type'] = ui.bodyType;
+    try { if (/json/.test(ui.bodyType)) JSON.parse(body); } catch { warning = h('p', { class: 'warn' }, 'The body is not valid JSON; it was sent as typed.'); }
+  }
   const status = h('p', { class: 'res-status', id: `${o.dom}-status`, role: 'status' }, 'Sending…');
   const out = h('div', { class: 'res-body', id: `${o.dom}-response` });
-  ui.result.replaceChildren(
-    h('p', { class: 'res-request' }, h('span', { class: `method m-${o.method}` }, o.method.toUpperCase()), ' ', h('code', {}, url)),
-    ...warn.map((w) => h('p', { class: 'warn' }, w)), status,
-    h('details', { class: 'curl' }, h('summary', {}, 'curl'), h('pre', { class: 'code' }, curl.join(' \\\n  '))), out);
-  ui.result.hidden = false;
-  ui.stop.hidden = false;
+  ui.result.replaceChildren(h('p', { class: 'res-request' },
+    h('span', { class: `method m-${o.method}` }, o.method.toUpperCase()), ' ', h('code', {}, url)), warning || '', status, out);
+  ui.result.hidden = ui.stop.hidden = false;
   const started = performance.now();
   try {
     const res = await fetch(url, { method: o.method.toUpperCase(), headers, body, signal: controller.signal, cache: 'no-store' });
     const documented = o.op.responses || {};
     const doc = deref(documented[res.status] || documented[`${String(res.status)[0]}XX`] || documented.default);
-    const reason = res.statusText || (doc.description || '').split('\n')[0];
-    status.replaceChildren(h('span', { class: `status ${statusClass(res.status)}` }, String(res.status)), ` ${reason} · ${Math.round(performance.now() - started)} ms`);
+    status.replaceChildren(h('span', { class: `status ${statusClass(res.status)}` }, String(res.status)),
+      ` ${res.statusText || (doc.description || '').split('\n')[0]} · ${Math.round(performance.now() - started)} ms`);
     status.dataset.status = res.status;
     out.before(h('details', { class: 'res-headers', id: `${o.dom}-headers` }, h('summary', {}, 'Response headers'),
       h('dl', {}, [...res.headers].map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]))));
     const type = (res.headers.get('content-type') || '').toLowerCase();
     if (type.startsWith('text/event-stream')) await showEvents(res, out);
-    else if (/^application\/([\w.+-]+\+)?json\b/.test(type)) await showJson(res, out);
+    else if (/^application\/([\w.-]+\+)?json\b/.test(type)) out.append(h('pre', { class: 'code', tabindex: '0' }, prettyText(await res.text())));
     else await showPreview(res, out);
   } catch (e) {
     if (e.name === 'AbortError') out.append(h('p', { class: 'muted note' }, 'Stopped.'));
-    else status.replaceChildren(h('span', { class: 'status s0xx' }, 'error'), ` ${e.message} (network or CORS failure)`);
+    else status.replaceChildren(h('span', { class: 'status s0xx' }, 'error'), ` ${e.message} (network failure)`);
   } finally {
     if (ui.controller === controller) { ui.controller = null; ui.stop.hidden = true; }
   }
-}
-
-// ---- Try it: response bodies (JSON, text preview, Server-Sent Events) -----------------------------
-
-async function showJson(res, out) {
-  const text = await res.text();
-  let shown = text;
-  try { shown = pretty(JSON.parse(text)); } catch { /* not valid JSON: shown as sent */ }
-  out.append(h('pre', { class: 'code', tabindex: '0' }, shown || '(empty body)'));
 }
 
 /** Text, CSV, NDJSON and other streams: the first 64 KiB, shown as they arrive. */
@@ -430,76 +370,60 @@ async function showPreview(res, out) {
   const pre = h('pre', { class: 'code', tabindex: '0' });
   const note = h('p', { class: 'muted note' }, 'Reading…');
   out.append(pre, note);
-  if (!res.body) { note.textContent = '(empty body)'; return; }
-  const reader = res.body.getReader();
-  const decoder = new TextDecoder();
-  let size = 0;
-  let more = false;
-  let complete = false;
+  const [reader, decoder] = [res.body.getReader(), new TextDecoder()];
+  let [size, state] = [0, 'stopped'];
   try {
-    while (!complete && !more) {
+    for (;;) {
       const { done, value } = await reader.read();
-      if (done) { complete = true; break; }
-      const room = PREVIEW_BYTES - size;
-      pre.append(decoder.decode(value.subarray(0, room), { stream: true }));
-      size += Math.min(room, value.length);
-      more = value.length > room || (size >= PREVIEW_BYTES && !(complete = (await reader.read()).done));
+      if (done) { state = 'complete'; break; }
+      pre.append(decoder.decode(value.subarray(0, PREVIEW_BYTES - size), { stream: true }));
+      size += value.length;
+      if (size >= PREVIEW_BYTES) { state = 'cut'; reader.cancel().catch(() => {}); break; }
     }
   } finally {
-    if (more) reader.cancel().catch(() => {});
     pre.append(decoder.decode());
     if (!size) pre.textContent = '(empty body)';
-    note.textContent = more ? 'Showing the first 64 KiB; the rest was not read.'
-      : `${size.toLocaleString()} bytes${complete ? '' : ' read before stopping'}.`;
+    note.textContent = state === 'cut' ? 'Showing the first 64 KiB; reading stopped there.'
+      : `${size.toLocaleString()} bytes${state === 'stopped' ? ' read before stopping' : ''}.`;
   }
 }
 
 /** text/event-stream: each event as it arrives, until the stream ends or Stop is pressed. */
 async function showEvents(res, out) {
-  const count = h('p', { class: 'muted note', 'aria-live': 'off' }, 'Waiting for events… (Stop ends the stream)');
+  const count = h('p', { class: 'muted note' }, 'Waiting for events… (Stop ends the stream)');
   const list = h('ol', { class: 'events', id: `${out.id}-events`, tabindex: '0', 'aria-label': 'Received events' });
   out.append(count, list);
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = '';
-  let n = 0;
+  let [buf, n] = ['', 0];
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
     const blocks = (buf + value).split(/\r?\n\r?\n/);
     buf = blocks.pop();
-    for (const block of blocks) {
-      const ev = parseEvent(block);
-      if (!ev) continue;
-      const stick = list.scrollTop + list.clientHeight >= list.scrollHeight - 8;
-      let data = ev.data;
-      try { data = pretty(JSON.parse(data)); } catch { /* plain text data */ }
-      list.append(h('li', { class: 'event' },
-        h('div', { class: 'event-head' }, h('code', { class: 'event-name' }, ev.event),
-          ev.id !== undefined && h('span', { class: 'muted' }, `id ${ev.id}`), h('time', { class: 'muted' }, new Date().toLocaleTimeString())),
-        h('pre', { class: 'code' }, data)));
+    for (const ev of blocks.map(parseEvent).filter(Boolean)) {
+      const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 8;
+      list.append(h('li', { class: 'event' }, h('div', { class: 'event-head' }, h('code', { class: 'event-name' }, ev.event),
+        ev.id !== undefined && h('span', { class: 'muted' }, `id ${ev.id}`), h('time', { class: 'muted' }, new Date().toLocaleTimeString())),
+      h('pre', { class: 'code' }, prettyText(ev.data))));
       if (list.children.length > MAX_EVENTS) list.firstChild.remove();
-      if (stick) list.scrollTop = list.scrollHeight;
+      if (atBottom) list.scrollTop = list.scrollHeight;
       count.textContent = `${++n} event${n === 1 ? '' : 's'} received${n > MAX_EVENTS ? ` (last ${MAX_EVENTS} shown)` : ''}.`;
     }
   }
   count.textContent += ' Stream ended.';
 }
 
-/** One SSE block: "event", "data" (lines joined) and "id"; comments and empty data are skipped. */
+/** One SSE block as {event, data, id}: "field: value" lines (":" comments never match); null without data. */
 function parseEvent(block) {
   const ev = { event: 'message', data: [], id: undefined };
-  for (const line of block.split(/\r?\n/)) {
-    if (!line || line.startsWith(':')) continue;
-    const i = line.indexOf(':');
-    const key = i < 0 ? line : line.slice(0, i);
-    const val = i < 0 ? '' : line.slice(i + 1).replace(/^ /, '');
+  for (const [, key, val] of block.matchAll(/^([^:\r\n]+):? ?(.*)$/gm)) {
     if (key === 'data') ev.data.push(val);
     else if (key === 'event' || key === 'id') ev[key] = val;
   }
   return ev.data.length ? { ...ev, data: ev.data.join('\n') } : null;
 }
 
-// ---- Page: header, contents, schemas, token, navigation -----------------------------------------
+// ---- Page: header, contents, operations, schemas -------------------------------------------------
 
 function renderPage() {
   const info = spec.info || {};
@@ -507,69 +431,60 @@ function renderPage() {
   $('#api-title').textContent = info.title || 'API documentation';
   if (info.version) Object.assign($('#api-version'), { textContent: `v${info.version}`, hidden: false });
   $('#api-description').replaceChildren(md(info.description) || '');
+  // Requests go to the first server when it is on this origin (relative URLs are), else here.
   const server = (spec.servers || [])[0];
   if (server) {
-    const url = new URL(server.url.replace(/\{(\w+)\}/g, (_, k) => server.variables?.[k]?.default ?? ''), location.origin);
+    const url = new URL(server.url.replace(/\{(\w+)\}/g, (_, k) => server.variables?.[k]?.default ?? ''), location.href);
     base = url.origin === location.origin ? url.pathname.replace(/\/$/, '') : '';
   }
-  const toc = $('#toc-list');
   for (const { tag, ops } of collectOperations()) {
     const id = `tag-${slug(tag.name)}`;
     $('#operations').append(h('section', { class: 'tag', id, dataset: { tag: tag.name }, 'aria-labelledby': `${id}-title` },
       h('h2', { id: `${id}-title` }, tag.name), md(tag.description), ops.map(renderOperation)));
-    toc.append(h('li', { dataset: { tag: tag.name } }, h('a', { href: `#${id}`, class: 'toc-tag' }, tag.name),
-      h('ol', {}, ops.map((o) => h('li', { dataset: { op: o.dom } }, h('a', { href: `#${o.dom}` },
+    $('#toc-list').append(h('li', {}, h('a', { href: `#${id}`, class: 'toc-tag' }, tag.name),
+      h('ol', {}, ops.map((o) => h('li', {}, h('a', { href: `#${o.dom}` },
         h('span', { class: `method m-${o.method}` }, o.method.toUpperCase()), h('span', { class: 'toc-path' }, o.path)))))));
   }
   const schemas = Object.entries((spec.components || {}).schemas || {});
-  if (schemas.length) {
-    $('#schemas').hidden = false;
-    $('#schema-list').append(...schemas.map(([name, s]) => h('section', { class: 'schema-entry', id: schemaAnchor(name), dataset: { schema: name } },
-      h('h3', {}, name), md(s.description), schemaBlock(s, { open: false }))));
-    toc.append(h('li', {}, h('a', { href: '#schemas', class: 'toc-tag' }, 'Schemas')));
-  }
-  $('#op-tools').hidden = !document.querySelector('.op');
+  $('#schemas').hidden = !schemas.length;
+  $('#schema-list').append(...schemas.map(([name, s]) => {
+    const ref = { $ref: `#/components/schemas/${name.replace(/~/g, '~0').replace(/\//g, '~1')}` }; // so self-references stop at once
+    return h('section', { class: 'schema-entry', id: schemaAnchor(name), dataset: { schema: name } },
+      h('h3', {}, name), md(s.description), schemaBlock(ref, { label: s, example: exampleText(sample(ref, null)) }));
+  }));
+  if (schemas.length) $('#toc-list').append(h('li', {}, h('a', { href: '#schemas', class: 'toc-tag' }, 'Schemas')));
 }
 
-/** Opens the operation named by the URL fragment (or containing its target) and scrolls to it. */
+/** Opens the operation the URL fragment names (or lies in) and scrolls to it. */
 function followHash() {
   const target = location.hash && document.getElementById(decodeURIComponent(location.hash.slice(1)));
-  const op = target && target.closest('.op');
-  if (op) setOpen(op, true);
-  if (target) target.scrollIntoView();
+  if (!target) return;
+  if (target.closest('.op')) setOpen(target.closest('.op'), true);
+  target.scrollIntoView();
 }
+
+// ---- Page: controls and start ----------------------------------------------------------------------
 
 function wireControls() {
   const token = $('#api-token');
+  const narrow = () => matchMedia('(max-width: 900px)').matches;
   token.value = localStorage.getItem(TOKEN_KEY) || '';
   token.addEventListener('input', () => (token.value ? localStorage.setItem(TOKEN_KEY, token.value) : localStorage.removeItem(TOKEN_KEY)));
   $('#token-form').addEventListener('submit', (e) => e.preventDefault());
   $('#api-token-clear').addEventListener('click', () => { token.value = ''; localStorage.removeItem(TOKEN_KEY); });
   $('#api-token-toggle').addEventListener('click', (e) => {
-    const visible = token.type === 'password';
-    token.type = visible ? 'text' : 'password';
-    e.currentTarget.setAttribute('aria-pressed', String(visible));
-    e.currentTarget.textContent = visible ? 'Hide' : 'Show';
+    token.type = token.type === 'password' ? 'text' : 'password';
+    e.currentTarget.setAttribute('aria-pressed', String(token.type === 'text'));
   });
-  $('#expand-all').addEventListener('click', () => document.querySelectorAll('.op').forEach((s) => setOpen(s, true)));
-  $('#collapse-all').addEventListener('click', () => document.querySelectorAll('.op').forEach((s) => setOpen(s, false)));
-  $('#toc-filter').addEventListener('input', (e) => {
-    const q = e.target.value.trim().toLowerCase();
-    for (const s of document.querySelectorAll('.op')) {
-      s.hidden = q !== '' && !s.querySelector('.op-toggle').textContent.toLowerCase().includes(q) && !s.dataset.operationId.toLowerCase().includes(q);
-      const li = document.querySelector(`[data-op="${s.id}"]`);
-      if (li) li.hidden = s.hidden;
-    }
-    document.querySelectorAll('.tag').forEach((t) => { t.hidden = !t.querySelector('.op:not([hidden])'); });
-  });
+  // A contents link opens its operation even when the fragment is already in the URL.
   $('#toc-list').addEventListener('click', (e) => {
-    const a = e.target.closest('a[href^="#op-"]');
+    const a = e.target.closest('a');
     const op = a && document.getElementById(a.getAttribute('href').slice(1));
-    if (op) setOpen(op, true);
-    if (a && matchMedia('(max-width: 900px)').matches) $('#toc-details').open = false;
+    if (op && op.classList.contains('op')) setOpen(op, true);
+    if (a && narrow()) $('#toc-details').open = false;
   });
   window.addEventListener('hashchange', followHash);
-  if (matchMedia('(max-width: 900px)').matches) $('#toc-details').open = false;
+  if (narrow()) $('#toc-details').open = false;
 }
 
 async function main() {
@@ -579,13 +494,13 @@ async function main() {
     if (!res.ok) throw new Error(`/openapi.json answered ${res.status}`);
     spec = await res.json();
     renderPage();
-    $('#docs-status').textContent = '';
     $('#docs-status').hidden = true;
     document.body.dataset.state = 'ready';
     followHash();
   } catch (e) {
-    $('#docs-status').replaceChildren(h('span', { class: 'warn' }, `Could not load the API description: ${e.message}. `),
-      h('button', { type: 'button', id: 'docs-retry', onclick: () => location.reload() }, 'Retry'));
+    const retry = h('button', { type: 'button', id: 'docs-retry' }, 'Retry');
+    retry.addEventListener('click', () => location.reload());
+    $('#docs-status').replaceChildren(h('span', { class: 'warn' }, `Could not load the API description: ${e.message}. `), retry);
     document.body.dataset.state = 'error';
   }
 }

@@ -6,8 +6,10 @@
 pub mod broker;
 pub mod config;
 mod error;
+mod extract;
 mod http;
 mod intake;
+pub mod openapi;
 pub mod projection;
 mod routes;
 

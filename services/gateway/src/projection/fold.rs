@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// Celery's state names, so old clients keep working.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum State {
     Pending,
@@ -47,14 +47,14 @@ impl State {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TaskError {
     pub code: String,
     pub message: String,
 }
 
 /// `GET /tasks/{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TaskView {
     pub id: Uuid,
     pub state: State,
@@ -72,6 +72,7 @@ pub struct TaskView {
     pub started_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub finished_at: Option<OffsetDateTime>,
+    #[schema(value_type = crate::openapi::FormatDoc)]
     pub format: Format,
     #[serde(skip)]
     pub request: Option<GenerateRequested>,

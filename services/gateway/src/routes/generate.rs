@@ -47,6 +47,25 @@ fn mismatch() -> ApiError {
     ApiError::IdempotencyMismatch("Idempotency-Key was already used with a different body".into())
 }
 
+/// Request serials: the task is accepted once JetStream has the request.
+#[utoipa::path(
+    post,
+    path = "/generate_sn",
+    tag = "tasks",
+    request_body = crate::openapi::GenerateBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same key + same body = same task")),
+    responses(
+        (status = 202, description = "Accepted; Location: /tasks/{id}", body = crate::openapi::AcceptedBody),
+        (status = 400, description = "Malformed JSON", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Overlaps an issued range", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Not application/json", body = crate::openapi::ErrorBody),
+        (status = 422, description = "A field is invalid, or the key was used with another body", body = crate::openapi::ErrorBody),
+        (status = 503, description = "NATS unreachable; Retry-After", body = crate::openapi::ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 #[instrument(name = "generate_sn", skip_all, fields(task_id))]
 pub async fn generate(
     State(state): State<AppState>,

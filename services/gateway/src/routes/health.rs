@@ -8,10 +8,14 @@ use serde_json::json;
 
 use crate::AppState;
 
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive")))]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Readiness: NATS connected and the views caught up with the stream.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Ready"), (status = 503, description = "Not ready")))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let connected = state.broker.connected();
     let caught_up = state.projection.caught_up();
@@ -29,6 +33,8 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     (status, Json(body))
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     for (s, n) in state.projection.views().counts() {
         metrics::gauge!("sn_tasks", "state" => s.as_str()).set(n as f64);

@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::IntoResponse;
@@ -13,6 +13,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
+use crate::extract::ApiQuery;
 use crate::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -22,9 +23,19 @@ pub struct EventsQuery {
 }
 
 /// Every change of a task as `event: task` with the task's view as data.
+#[utoipa::path(
+    get,
+    path = "/events",
+    tag = "tasks",
+    params(
+        ("task_id" = Option<uuid::Uuid>, Query, description = "Only this task"),
+        ("code_model" = Option<String>, Query, description = "Only this model"),
+    ),
+    responses((status = 200, description = "Server-Sent Events", content_type = "text/event-stream", body = String))
+)]
 pub async fn events(
     State(state): State<AppState>,
-    Query(q): Query<EventsQuery>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = state.projection.subscribe();
     let stream = stream::unfold((rx, state, q), |(mut rx, state, q)| async move {

@@ -1,17 +1,29 @@
 //! `GET /serials/{serial}`: which model, number and task issued a serial; `GET /ledger`: the
 //! issued ranges per model.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use common::serial::SerialFormatter;
 use serde_json::json;
 
+use crate::extract::ApiPath;
 use crate::projection::State as TaskState;
 use crate::{ApiError, AppState};
 
+/// Which model, number and task issued a serial.
+#[utoipa::path(
+    get,
+    path = "/serials/{serial}",
+    tag = "serials",
+    params(("serial" = String, Path, description = "A serial as printed")),
+    responses(
+        (status = 200, body = crate::openapi::SerialInfo),
+        (status = 404, description = "Never issued", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn lookup(
     State(state): State<AppState>,
-    Path(serial): Path<String>,
+    ApiPath(serial): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let never = || ApiError::NotFound(format!("serial {serial:?} was never issued"));
     if serial.is_empty() || serial.len() > 80 {
@@ -57,6 +69,8 @@ pub async fn lookup(
     Err(never())
 }
 
+/// Issued ranges per model.
+#[utoipa::path(get, path = "/ledger", tag = "serials", responses((status = 200, body = crate::openapi::LedgerBody)))]
 pub async fn ledger(State(state): State<AppState>) -> Json<serde_json::Value> {
     let views = state.projection.views();
     let mut models: std::collections::BTreeMap<&str, Vec<serde_json::Value>> = Default::default();

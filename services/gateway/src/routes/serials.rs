@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use common::events::BorrowedBatch;
@@ -12,6 +12,7 @@ use futures::stream::{self, BoxStream};
 use futures::StreamExt;
 
 use crate::broker::BrokerError;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::projection::State as TaskState;
 use crate::routes::tasks::{find, parse_id};
 use crate::{ApiError, AppState};
@@ -113,11 +114,30 @@ pub struct DownloadQuery {
     format: Option<String>,
 }
 
+/// The serials of a finished task, streamed in order.
+#[utoipa::path(
+    get,
+    path = "/tasks/{id}/serials",
+    tag = "serials",
+    params(
+        ("id" = String, Path, description = "Task id (UUID)"),
+        ("format" = Option<String>, Query, description = "text, csv or ndjson (else chosen by Accept)"),
+    ),
+    responses(
+        (status = 200, description = "One serial per line; CSV `serial,number`; or NDJSON", content(
+            (String = "text/plain"), (String = "text/csv"), (String = "application/x-ndjson")
+        )),
+        (status = 400, description = "Malformed id", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Unknown task", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Task not SUCCESS yet", body = crate::openapi::ErrorBody),
+        (status = 503, description = "NATS unreachable", body = crate::openapi::ErrorBody),
+    )
+)]
 #[tracing::instrument(name = "download serials", skip_all, fields(task_id = %raw))]
 pub async fn download(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
-    Query(q): Query<DownloadQuery>,
+    ApiPath(raw): ApiPath<String>,
+    ApiQuery(q): ApiQuery<DownloadQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&raw)?;

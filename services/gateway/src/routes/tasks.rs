@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::extract::{ApiPath, ApiQuery};
 use crate::projection::{State as TaskState, TaskView};
 use crate::{ApiError, AppState};
 
@@ -39,10 +40,27 @@ pub async fn find(state: &AppState, id: Uuid) -> Result<TaskView, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("no task {id}")))
 }
 
+/// A task's view; `wait` long-polls until it is SUCCESS or FAILURE.
+#[utoipa::path(
+    get,
+    path = "/tasks/{id}",
+    tag = "tasks",
+    params(
+        ("id" = String, Path, description = "Task id (UUID)"),
+        ("wait" = Option<f64>, Query, description = "Seconds (0 to 60) to wait for the task to finish", minimum = 0, maximum = 60),
+    ),
+    responses(
+        (status = 200, body = TaskView),
+        (status = 400, description = "Malformed id", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Unknown task", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Invalid wait", body = crate::openapi::ErrorBody),
+        (status = 503, description = "NATS unreachable", body = crate::openapi::ErrorBody),
+    )
+)]
 #[tracing::instrument(name = "get task", skip_all, fields(task_id = %raw))]
 pub async fn get_task(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<TaskView>, ApiError> {
     let id = parse_id(&raw)?;
     Ok(Json(find(&state, id).await?))
@@ -56,9 +74,26 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
+/// Tasks, newest first.
+#[utoipa::path(
+    get,
+    path = "/tasks",
+    tag = "tasks",
+    params(
+        ("state" = Option<TaskState>, Query, description = "Only tasks in this state"),
+        ("code_model" = Option<String>, Query, description = "Only tasks of this model"),
+        ("limit" = Option<u32>, Query, description = "Page size, 1 to 1000 (default 50)", minimum = 1, maximum = 1000),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, body = crate::openapi::TaskPage),
+        (status = 400, description = "Malformed query string", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Invalid filter", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let invalid = |field: &str, message: &str| ApiError::Unprocessable {
         field: field.into(),

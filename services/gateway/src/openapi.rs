@@ -1,0 +1,186 @@
+//! The OpenAPI document (`/openapi.json`), generated from the handlers' annotations and the
+//! types they exchange, and the interactive page that renders it (`/docs`, embedded assets).
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::projection::{State, TaskError, TaskView};
+use crate::routes;
+
+/// `format` of a request.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct FormatDoc {
+    /// Digits of the zero-padded number.
+    #[schema(minimum = 1, maximum = 20, default = 8)]
+    width: u8,
+    /// Check digit appended to the serial (needs an all-digit `code_model`).
+    #[schema(default = "none")]
+    check_digit: CheckDigitDoc,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum CheckDigitDoc {
+    None,
+    Gs1,
+    Luhn,
+}
+
+/// Body of `POST /generate_sn`.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"code_model": "0111", "number": 1, "count": 10}))]
+#[allow(dead_code)]
+pub struct GenerateBody {
+    /// Product model code.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,32}$", example = "0111")]
+    code_model: String,
+    /// First number; omitted or null = the next free range of the model.
+    #[schema(minimum = 0, nullable)]
+    number: Option<u64>,
+    /// How many serials (at most `MAX_COUNT`).
+    #[schema(minimum = 1, example = 10)]
+    count: u64,
+    format: Option<FormatDoc>,
+}
+
+/// `202 Accepted`.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct AcceptedBody {
+    id: uuid::Uuid,
+    state: State,
+}
+
+/// Every error.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorDetail {
+    /// Machine-readable: `bad_request`, `unauthorized`, `not_found`, `range_conflict`,
+    /// `not_ready`, `payload_too_large`, `unsupported_media_type`, `invalid_field`,
+    /// `idempotency_key_reused`, `unavailable`, `internal`.
+    code: String,
+    message: String,
+    /// The offending field, for 422.
+    field: Option<String>,
+}
+
+/// `GET /tasks`.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct TaskPage {
+    items: Vec<TaskView>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    next_cursor: Option<String>,
+}
+
+/// `GET /serials/{serial}`.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct SerialInfo {
+    serial: String,
+    code_model: String,
+    number: u64,
+    task_id: uuid::Uuid,
+    /// When the range holding it was reserved (RFC 3339).
+    issued_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct IssuedRangeDoc {
+    first: u64,
+    last: u64,
+    task_id: uuid::Uuid,
+}
+
+/// `GET /ledger`: issued ranges per model.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct LedgerBody {
+    models: std::collections::BTreeMap<String, Vec<IssuedRangeDoc>>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Serial numbers",
+        description = "Issues product serial numbers per model, in ranges, never the same twice. \
+            Writes go onto a NATS JetStream stream; every read is folded from it.",
+    ),
+    paths(
+        routes::generate::generate,
+        routes::tasks::get_task,
+        routes::tasks::list,
+        routes::serials::download,
+        routes::lookup::lookup,
+        routes::lookup::ledger,
+        routes::live::events,
+        routes::health::healthz,
+        routes::health::readyz,
+        routes::health::metrics,
+    ),
+    components(schemas(
+        GenerateBody, FormatDoc, CheckDigitDoc, AcceptedBody, ErrorBody, ErrorDetail, TaskView,
+        TaskError, State, TaskPage, SerialInfo, LedgerBody, IssuedRangeDoc
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "tasks", description = "Requesting serials and following the tasks"),
+        (name = "serials", description = "Issued serials and ranges"),
+        (name = "operations", description = "Health and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub async fn openapi_json() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+const DOCS_INDEX: &str = include_str!("../docs-ui/index.html");
+const DOCS_JS: &str = include_str!("../docs-ui/docs.js");
+const DOCS_CSS: &str = include_str!("../docs-ui/docs.css");
+
+pub async fn docs_index() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        DOCS_INDEX,
+    )
+}
+
+pub async fn docs_js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        DOCS_JS,
+    )
+}
+
+pub async fn docs_css() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        DOCS_CSS,
+    )
+}
