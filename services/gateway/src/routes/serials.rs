@@ -54,16 +54,27 @@ impl Form {
         }
     }
 
-    /// Renders one batch's serials.
+    /// Renders one batch's serials (written byte by byte: this runs once per serial).
     pub fn render(self, batch: &BorrowedBatch<'_>, out: &mut Vec<u8>) {
-        use std::io::Write;
+        let mut number = itoa::Buffer::new();
         for (i, serial) in batch.serials.iter().enumerate() {
-            let number = batch.first_number + i as u64;
-            let _ = match self {
-                Form::Text => writeln!(out, "{serial}"),
-                Form::Csv => writeln!(out, "{serial},{number}"),
-                Form::Ndjson => writeln!(out, r#"{{"serial":"{serial}","number":{number}}}"#),
-            };
+            let n = number.format(batch.first_number + i as u64);
+            match self {
+                Form::Text => out.extend_from_slice(serial.as_bytes()),
+                Form::Csv => {
+                    out.extend_from_slice(serial.as_bytes());
+                    out.push(b',');
+                    out.extend_from_slice(n.as_bytes());
+                }
+                Form::Ndjson => {
+                    out.extend_from_slice(b"{\"serial\":\"");
+                    out.extend_from_slice(serial.as_bytes());
+                    out.extend_from_slice(b"\",\"number\":");
+                    out.extend_from_slice(n.as_bytes());
+                    out.push(b'}');
+                }
+            }
+            out.push(b'\n');
         }
     }
 }
@@ -120,7 +131,7 @@ pub struct DownloadQuery {
     path = "/tasks/{id}/serials",
     tag = "serials",
     params(
-        ("id" = String, Path, description = "Task id (UUID)"),
+        ("id" = uuid::Uuid, Path, description = "Task id"),
         ("format" = Option<String>, Query, description = "text, csv or ndjson (else chosen by Accept)"),
     ),
     responses(

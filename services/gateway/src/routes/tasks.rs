@@ -46,7 +46,7 @@ pub async fn find(state: &AppState, id: Uuid) -> Result<TaskView, ApiError> {
     path = "/tasks/{id}",
     tag = "tasks",
     params(
-        ("id" = String, Path, description = "Task id (UUID)"),
+        ("id" = uuid::Uuid, Path, description = "Task id"),
         ("wait" = Option<f64>, Query, description = "Seconds (0 to 60) to wait for the task to finish", minimum = 0, maximum = 60),
     ),
     responses(
