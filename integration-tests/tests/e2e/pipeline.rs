@@ -533,9 +533,13 @@ async fn generator_log_prints_every_event_and_both_services_stop_cleanly() {
     let mut gw = spawn_gateway(&nats.url(), &[]);
     gw.wait_ready().await;
     let a = submit(&gw, json!({"code_model":"LOG","count":250})).await;
-    let b = submit(&gw, json!({"code_model":"LOG","number":1,"count":1})).await;
     finished(&gw, &a, T).await;
+    // Nine one-digit serials, then nine more that cannot fit: a FAILURE in the log too.
+    let nine = json!({"code_model":"LOG1","count":9,"format":{"width":1}});
+    let b = submit(&gw, nine.clone()).await;
     finished(&gw, &b, T).await;
+    let c = submit(&gw, nine).await;
+    assert_eq!(finished(&gw, &c, T).await["state"], "FAILURE");
 
     assert!(gw.proc.sigterm(Duration::from_secs(20)).success());
     assert!(generator.proc.sigterm(Duration::from_secs(20)).success());
@@ -571,8 +575,9 @@ async fn generator_log_prints_every_event_and_both_services_stop_cleanly() {
     assert_eq!(ids(&lines), ids(&published));
     assert_eq!(
         lines.len(),
-        1 + 3 + 1 + 1,
-        "reserved, 3 batches, completed, failed"
+        (1 + 3 + 1) + (1 + 1 + 1) + 1,
+        "two full tasks and a failure"
     );
+    assert_eq!(lines.last().unwrap()["type"], "sn.task.failed.v1");
     assert!(lines.iter().all(|e| e["specversion"] == "1.0"));
 }

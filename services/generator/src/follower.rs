@@ -69,23 +69,25 @@ async fn follow(shared: &Shared, cancel: &CancellationToken) -> anyhow::Result<(
                     last: r.last,
                     task: r.task_id,
                 };
-                let fresh = shared.ledger.write().expect("ledger lock poisoned").apply(
-                    &r.code_model,
-                    seq,
-                    range,
-                );
+                let held = {
+                    let mut ledger = shared.ledger.write().expect("ledger lock poisoned");
+                    ledger.apply(&r.code_model, seq, range);
+                    ledger.held(&r.code_model, r.task_id) == Some(range)
+                };
                 let stored = StoredRange {
                     first: r.first,
                     last: r.last,
                     task: r.task_id,
                     seq,
                 };
-                let ranges = if fresh {
+                // Saved whenever the ledger holds it, even when this replica folded it first
+                // (its own reservation): the snapshot never moves past a range it lacks.
+                let ranges = if held {
                     vec![(r.code_model.clone(), stored)]
                 } else {
                     vec![]
                 };
-                shared.log.save_ledger(&ranges, seq)?;
+                shared.log.save_ledger(&ranges, Some(seq))?;
             }
             other => {
                 if let Err(e) = other {
@@ -99,7 +101,7 @@ async fn follow(shared: &Shared, cancel: &CancellationToken) -> anyhow::Result<(
                         .expect("ledger lock poisoned")
                         .observe(p.model, seq);
                 }
-                shared.log.save_ledger(&[], seq)?;
+                shared.log.save_ledger(&[], Some(seq))?;
             }
         }
         shared.ledger_pos.send_replace(seq);

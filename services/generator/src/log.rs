@@ -156,7 +156,16 @@ impl EventLog {
 
     /// Makes everything appended so far durable.
     pub async fn flush(&self) -> Result<(), LogError> {
-        self.tree.flush_async().await.map_err(io("flush"))?;
+        // On tokio's blocking pool rather than sled's `flush_async`, whose own thread pool
+        // can leave concurrent flushes waiting for ever.
+        let tree = self.tree.clone();
+        tokio::task::spawn_blocking(move || tree.flush())
+            .await
+            .map_err(|_| LogError::Io {
+                action: "flush",
+                source: sled::Error::ReportableBug("flush task panicked".into()),
+            })?
+            .map_err(io("flush"))?;
         Ok(())
     }
 
@@ -221,11 +230,11 @@ impl EventLog {
         })
     }
 
-    /// Saves reservations folded from the stream, with the stream position reached.
+    /// Saves reservations, and the stream position the follower reached when given.
     pub fn save_ledger(
         &self,
         ranges: &[(String, StoredRange)],
-        stream_seq: u64,
+        stream_seq: Option<u64>,
     ) -> Result<(), LogError> {
         let mut batch = sled::Batch::default();
         for (model, r) in ranges {
@@ -240,7 +249,9 @@ impl EventLog {
             v[24..].copy_from_slice(&r.seq.to_be_bytes());
             batch.insert(k, &v[..]);
         }
-        batch.insert(LEDGER_SEQ, &stream_seq.to_be_bytes());
+        if let Some(seq) = stream_seq {
+            batch.insert(LEDGER_SEQ, &seq.to_be_bytes());
+        }
         self.tree
             .apply_batch(batch)
             .map_err(io("save the ledger in"))
@@ -344,7 +355,7 @@ mod tests {
             task: Uuid::new_v4(),
             seq: 7,
         };
-        log.save_ledger(&[("0111".into(), r), ("A_b".into(), s)], 42)
+        log.save_ledger(&[("0111".into(), r), ("A_b".into(), s)], Some(42))
             .unwrap();
         let (ranges, seq) = log.load_ledger().unwrap();
         assert_eq!(seq, 42);

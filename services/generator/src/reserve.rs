@@ -11,7 +11,7 @@ use common::{subjects, Event, Format};
 use tracing::instrument;
 
 use crate::ledger::{Plan, Range};
-use crate::log::Entry;
+use crate::log::{Entry, StoredRange};
 use crate::Shared;
 
 /// How long a loser of the compare-and-set waits for the follower to fold the winner.
@@ -94,6 +94,15 @@ pub async fn reserve(
                     ack.sequence,
                     range,
                 );
+                let stored = StoredRange {
+                    first,
+                    last,
+                    task: req.task_id,
+                    seq: ack.sequence,
+                };
+                shared
+                    .log
+                    .save_ledger(&[(model.to_owned(), stored)], None)?;
                 // Accepted by the stream, the authority: the log keeps a copy for audits.
                 let entry = Entry {
                     subject: subjects::reserved(model),
@@ -107,8 +116,9 @@ pub async fn reserve(
                 metrics::counter!("sn_reservations_total", "outcome" => "granted").increment(1);
                 return Ok(Reservation::Granted(range));
             }
-            // Our own earlier attempt landed (a retry inside the duplicate window): fold it.
-            Ok(ack) => wait_for_follower(shared, model, ack.sequence).await?,
+            // Our own earlier attempt landed (a retry inside the duplicate window): read and
+            // fold that very message, then plan again (it will be `Held`).
+            Ok(ack) => adopt(shared, model, ack.sequence).await?,
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
                 metrics::counter!("sn_reservations_total", "outcome" => "conflict").increment(1);
                 let last_seq = last_ledger_seq(shared, model).await?;
@@ -136,6 +146,41 @@ async fn last_ledger_seq(shared: &Shared, model: &str) -> Result<u64, ReserveErr
         Ok(m) => Ok(m.sequence),
         Err(e) => Err(ReserveError::Publish(e.to_string())),
     }
+}
+
+/// Folds the reservation stored at `seq` (found by a duplicate ack) into the ledger.
+async fn adopt(shared: &Shared, model: &str, seq: u64) -> Result<(), ReserveError> {
+    let publish = |e: &dyn std::fmt::Display| ReserveError::Publish(e.to_string());
+    let stream = shared
+        .js
+        .get_stream_no_info(subjects::STREAM)
+        .await
+        .map_err(|e| publish(&e))?;
+    let raw = stream.get_raw_message(seq).await.map_err(|e| publish(&e))?;
+    if let Ok(Event {
+        data: EventData::Reserved(r),
+        ..
+    }) = Event::from_json(&raw.payload)
+    {
+        let range = Range {
+            first: r.first,
+            last: r.last,
+            task: r.task_id,
+        };
+        shared
+            .ledger
+            .write()
+            .expect("ledger lock poisoned")
+            .apply(&r.code_model, seq, range);
+        let stored = StoredRange {
+            first: r.first,
+            last: r.last,
+            task: r.task_id,
+            seq,
+        };
+        shared.log.save_ledger(&[(r.code_model, stored)], None)?;
+    }
+    wait_for_follower(shared, model, seq).await
 }
 
 /// Waits until the follower has folded the stream up to `seq`, then records that the model's
