@@ -581,3 +581,61 @@ async fn generator_log_prints_every_event_and_both_services_stop_cleanly() {
     assert_eq!(lines.last().unwrap()["type"], "sn.task.failed.v1");
     assert!(lines.iter().all(|e| e["specversion"] == "1.0"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_follows_a_task_and_ends_at_shutdown() {
+    let nats = spawn_nats();
+    let data = tempdir();
+    let _generator = spawn_generator(&nats.url(), data.path(), &[]);
+    let mut gw = spawn_gateway(&nats.url(), &[]);
+    gw.wait_ready().await;
+    let mut events = gw
+        .http
+        .get(gw.url("/events?code_model=SSE"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    assert!(events.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+
+    let id = submit(&gw, json!({"code_model":"SSE","count":10})).await;
+    let mut text = String::new();
+    let mut states = Vec::new();
+    while !states.iter().any(|s| s == "SUCCESS") {
+        let chunk = tokio::time::timeout(T, events.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        states = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(|d| serde_json::from_str::<Value>(d.trim()).unwrap())
+            .inspect(|v| assert_eq!(v["id"], id.as_str()))
+            .map(|v| v["state"].as_str().unwrap().to_owned())
+            .collect();
+    }
+    assert!(text.contains("event: task"));
+    // Each event is the view when it was sent: states only move forward.
+    let rank = |s: &str| {
+        ["PENDING", "STARTED", "SUCCESS"]
+            .iter()
+            .position(|x| *x == s)
+            .unwrap()
+    };
+    assert!(
+        states.windows(2).all(|w| rank(&w[0]) <= rank(&w[1])),
+        "{states:?}"
+    );
+
+    // A client still listening does not hold the gateway open.
+    let status = gw.proc.sigterm(Duration::from_secs(20));
+    assert!(status.success(), "gateway exit status {status:?}");
+    let rest =
+        tokio::time::timeout(T, async { while let Ok(Some(_)) = events.chunk().await {} }).await;
+    assert!(rest.is_ok(), "the event stream ended");
+}

@@ -33,6 +33,8 @@ pub struct AppState {
     pub broker: Arc<dyn Broker>,
     pub api_token: Option<Arc<str>>,
     pub max_count: u64,
+    /// Fired at shutdown: endless responses (event streams) end with it.
+    pub shutdown: CancellationToken,
 }
 
 pub struct Application {
@@ -60,6 +62,7 @@ impl Application {
             }),
             api_token: config.api_token.filter(|t| !t.is_empty()).map(Arc::from),
             max_count: config.max_count,
+            shutdown: shutdown.clone(),
         };
         Ok(Application {
             listener,

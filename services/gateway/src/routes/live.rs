@@ -40,7 +40,12 @@ pub async fn events(
     let rx = state.projection.subscribe();
     let stream = stream::unfold((rx, state, q), |(mut rx, state, q)| async move {
         loop {
-            let id = match rx.recv().await {
+            let next = tokio::select! {
+                // The stream ends at shutdown, so a graceful stop is not held open by it.
+                _ = state.shutdown.cancelled() => return None,
+                next = rx.recv() => next,
+            };
+            let id = match next {
                 Ok(id) => id,
                 // A slow client skipped some changes; later ones carry the whole view anyway.
                 Err(RecvError::Lagged(_)) => continue,
