@@ -193,8 +193,6 @@ async fn generate(
             let _ = msg.ack_with(AckKind::Progress).await;
         }
     }
-    flush_group(shared, req.task_id, &mut group, &mut outbox).await?;
-
     let completed = Event::new(
         crate::SOURCE,
         EventData::Completed(TaskCompleted {
@@ -207,7 +205,22 @@ async fn generate(
         }),
     )
     .with_traceparent(common::telemetry::current_traceparent());
-    append_and_send(shared, req.task_id, vec![entry_of(&completed)], &mut outbox).await?;
+    // The completion is logged with the last batches (one flush) but published only once
+    // every batch is acknowledged: the stream never shows a completion ahead of a batch.
+    let completion = entry_of(&completed);
+    group.push(completion.clone());
+    let seqs = shared.log.append(req.task_id, &group, true)?;
+    shared
+        .log
+        .flush()
+        .instrument(info_span!("log flush", entries = group.len()))
+        .await?;
+    let (last_seq, batch_seqs) = seqs.split_last().expect("the group holds the completion");
+    for (seq, entry) in batch_seqs.iter().zip(&group) {
+        outbox.send(*seq, entry).await?;
+    }
+    outbox.drain().await?;
+    outbox.send(*last_seq, &completion).await?;
     outbox.drain().await?;
     metrics::counter!("sn_serials_issued_total", "code_model" => req.code_model.clone())
         .increment(req.count);

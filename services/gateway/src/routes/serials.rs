@@ -218,7 +218,13 @@ fn ordered_lines(
                 let payload = match source.next().await {
                     Some(Ok(p)) => p,
                     Some(Err(e)) => return Some((Err(e), (source, reorder))),
-                    None => return None,
+                    // Fewer batches than the completion counted: fail the body rather than
+                    // end it short, so a partial download never passes for a whole one.
+                    None => {
+                        let missing = format!("batch {} is missing", reorder.next);
+                        reorder.next = reorder.total;
+                        return Some((Err(BrokerError::Other(missing)), (source, reorder)));
+                    }
                 };
                 let Ok(batch) = BorrowedBatch::parse(&payload) else {
                     continue;
