@@ -1,0 +1,233 @@
+//! The gateway's HTTP API as the benchmarks call it: one keep-alive client, POST a task,
+//! wait for its end through the long-poll read, stream its serials without holding them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Deserialize;
+
+/// How long one long-poll read may wait on the server (`?wait=`).
+pub const LONG_POLL_SECS: u64 = 5;
+
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    /// Reads that came back unfinished well before the long-poll deadline: the gateway did
+    /// not hold them, so the wait fell back to polling.
+    pub early_answers: AtomicU64,
+    pub reads: AtomicU64,
+}
+
+#[derive(Debug, Deserialize)]
+struct Accepted {
+    id: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TaskReply {
+    pub state: String,
+    #[serde(default)]
+    pub error: Option<serde_json::Value>,
+}
+
+/// A downloaded body, counted while it streamed.
+#[derive(Debug, Clone, Copy)]
+pub struct Download {
+    pub bytes: u64,
+    pub lines: u64,
+}
+
+impl Api {
+    pub fn new(base: &str) -> anyhow::Result<Api> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(usize::MAX)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(Api {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            early_answers: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A `POST /generate_sn` body for `count` serials of `model` from the next free number.
+    pub fn body(model: &str, count: u64) -> Bytes {
+        Bytes::from(serde_json::json!({"code_model": model, "count": count}).to_string())
+    }
+
+    /// POSTs a prepared body; `Ok(true)` for 202, `Ok(false)` for any other status. The
+    /// answer is read whole so the connection goes back to the pool.
+    pub async fn post_status(&self, body: Bytes) -> anyhow::Result<bool> {
+        let r = self
+            .http
+            .post(self.url("/generate_sn"))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await?;
+        let accepted = r.status() == reqwest::StatusCode::ACCEPTED;
+        r.bytes().await?;
+        Ok(accepted)
+    }
+
+    /// POSTs a prepared body and returns the new task's id.
+    pub async fn post(&self, body: Bytes) -> anyhow::Result<String> {
+        let r = self
+            .http
+            .post(self.url("/generate_sn"))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await?;
+        let status = r.status();
+        let bytes = r.bytes().await?;
+        if status != reqwest::StatusCode::ACCEPTED {
+            bail!(
+                "POST /generate_sn answered {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        Ok(serde_json::from_slice::<Accepted>(&bytes)
+            .context("POST /generate_sn answer")?
+            .id)
+    }
+
+    /// Reads the task until it is SUCCESS (or fails), with the long-poll read. A read that
+    /// returns unfinished early (a gateway without long-poll) is repeated after `gap`.
+    pub async fn wait_success(
+        &self,
+        id: &str,
+        gap: Duration,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let url = self.url(&format!("/tasks/{id}?wait={LONG_POLL_SECS}"));
+        let deadline = Instant::now() + timeout;
+        loop {
+            let asked = Instant::now();
+            let r = self
+                .http
+                .get(&url)
+                .timeout(Duration::from_secs(LONG_POLL_SECS + 5))
+                .send()
+                .await?;
+            let status = r.status();
+            let bytes = r.bytes().await?;
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            if !status.is_success() {
+                bail!(
+                    "GET /tasks/{id} answered {status}: {}",
+                    String::from_utf8_lossy(&bytes)
+                );
+            }
+            let task: TaskReply =
+                serde_json::from_slice(&bytes).context("GET /tasks/{id} answer")?;
+            match task.state.as_str() {
+                "SUCCESS" => return Ok(()),
+                "FAILURE" => bail!("task {id} failed: {:?}", task.error),
+                _ => {}
+            }
+            if Instant::now() > deadline {
+                bail!("task {id} still {} after {timeout:?}", task.state);
+            }
+            if asked.elapsed() < Duration::from_millis(LONG_POLL_SECS * 1000 / 2) {
+                self.early_answers.fetch_add(1, Ordering::Relaxed);
+                if !gap.is_zero() {
+                    tokio::time::sleep(gap).await;
+                }
+            }
+        }
+    }
+
+    /// Streams `GET /tasks/{id}/serials`, counting bytes and lines, never holding the body.
+    pub async fn download(&self, id: &str) -> anyhow::Result<Download> {
+        let r = self
+            .http
+            .get(self.url(&format!("/tasks/{id}/serials")))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            let status = r.status();
+            bail!(
+                "GET /tasks/{id}/serials answered {status}: {}",
+                r.text().await.unwrap_or_default()
+            );
+        }
+        let mut body = r.bytes_stream();
+        let mut got = Download { bytes: 0, lines: 0 };
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            got.bytes += chunk.len() as u64;
+            got.lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        }
+        Ok(got)
+    }
+
+    /// Tasks per state, from the gateway's `/metrics` (`sn_tasks{state="..."}`).
+    pub async fn task_counts(&self) -> anyhow::Result<HashMap<String, u64>> {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await?
+            .text()
+            .await?;
+        Ok(parse_task_counts(&text))
+    }
+}
+
+fn parse_task_counts(metrics: &str) -> HashMap<String, u64> {
+    metrics
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("sn_tasks{state=\"")?;
+            let (state, rest) = rest.split_once('"')?;
+            let value = rest.rsplit(' ').next()?.parse::<f64>().ok()?;
+            Some((state.to_owned(), value as u64))
+        })
+        .collect()
+}
+
+/// A model code no earlier run used, so its ledger starts empty: 4 characters like the
+/// old service's `0111`, so serials have the usual length (4 + 8 digits).
+pub fn fresh_model() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    uuid::Uuid::new_v4().as_bytes()[..4]
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_counts_come_from_the_gauge_lines() {
+        let text = "# TYPE sn_tasks gauge\nsn_tasks{state=\"SUCCESS\"} 12\nsn_tasks{state=\"PENDING\"} 0\nother 5\n";
+        let counts = parse_task_counts(text);
+        assert_eq!(counts["SUCCESS"], 12);
+        assert_eq!(counts["PENDING"], 0);
+        assert_eq!(counts.len(), 2);
+    }
+
+    #[test]
+    fn fresh_models_are_valid_codes() {
+        let m = fresh_model();
+        assert!(common::request::valid_model(&m));
+        assert_eq!(m.len(), 4);
+    }
+}

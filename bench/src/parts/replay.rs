@@ -1,0 +1,273 @@
+//! Part e: how fast a fresh gateway folds a long stream. A stream of `replay_events` events
+//! (a 10-serial task's four: requested, reserved, one generated batch, completed; over 16
+//! models) is published straight to JetStream once, with acks pipelined; then for every run
+//! a new gateway starts on it and the clock runs from its spawn until `/readyz` answers 200,
+//! which it does once the projection has caught up with the stream.
+//!
+//! The stream lives on a nats-server of its own, so no generator takes the synthetic
+//! requests. With `--url` and `--nats-url`, the running stack's stream is replayed as it is.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_nats::jetstream;
+use common::events::{EventData, GenerateRequested, GeneratedBatch, RangeReserved, TaskCompleted};
+use common::serial::SerialFormatter;
+use common::{subjects, Event, Format};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::figures::{Budget, Figure};
+use crate::rss;
+use crate::stack::{free_ports, Binaries, Folder, Nats, Service};
+
+/// Publishes awaiting their ack at once.
+const WINDOW: usize = 4096;
+const MODELS: usize = 16;
+const SERIALS_PER_TASK: u64 = 10;
+const READY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The stream a fresh gateway replays.
+pub struct Fixture {
+    pub nats_url: String,
+    pub events: u64,
+    pub published_per_s: Option<f64>,
+    nats: Option<Nats>,
+    _folder: Option<Folder>,
+}
+
+impl Fixture {
+    /// A nats-server of its own holding at least `events` events.
+    pub async fn publish(bins: &Binaries, events: u64) -> anyhow::Result<Fixture> {
+        let folder = Folder::new("sn-bench-replay-", bins.keep)?;
+        let [port] = free_ports()?;
+        let nats = Nats::start(bins, folder.path(), port)?;
+        let client = async_nats::connect(&nats.url).await?;
+        let js = jetstream::new(client.clone());
+        common::nats::ensure_stream(&js, common::nats::StreamSettings::default()).await?;
+        let started = Instant::now();
+        let published = publish(&js, events).await?;
+        client.flush().await?;
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!("  published {published} events in {secs:.2} s");
+        Ok(Fixture {
+            nats_url: nats.url.clone(),
+            events: published,
+            published_per_s: Some(published as f64 / secs),
+            nats: Some(nats),
+            _folder: Some(folder),
+        })
+    }
+
+    /// The stream of a running stack, as it is.
+    pub async fn existing(nats_url: &str) -> anyhow::Result<Fixture> {
+        let js = jetstream::new(async_nats::connect(nats_url).await?);
+        let mut stream = js
+            .get_stream(subjects::STREAM)
+            .await
+            .context("the running stack has no SN stream")?;
+        let events = stream.info().await?.state.messages;
+        Ok(Fixture {
+            nats_url: nats_url.to_owned(),
+            events,
+            published_per_s: None,
+            nats: None,
+            _folder: None,
+        })
+    }
+}
+
+/// One fresh gateway folding the whole stream.
+pub async fn run(fixture: &Fixture, bins: &Binaries) -> anyhow::Result<Vec<Figure>> {
+    let folder = Folder::new("sn-bench-gateway-", bins.keep)?;
+    let nats_pid = fixture.nats.as_ref().map(|n| n.proc.pid());
+    let nats_before = nats_pid.and_then(rss::cpu_ticks);
+    let [port] = free_ports()?;
+    let mut gateway = Service::gateway(bins, &fixture.nats_url, folder.path(), port)?;
+    let ready = gateway.wait_ready(READY_TIMEOUT).await?;
+    let pid = gateway.proc.pid();
+    let rss = rss::status_kib(pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0;
+    let cpu = rss::cpu_ticks(pid).unwrap_or(0) as f64 / rss::clock_ticks();
+    let secs = ready.as_secs_f64();
+    let nats_cpu = match (nats_pid.and_then(rss::cpu_ticks), nats_before) {
+        (Some(after), Some(before)) => Some((after - before) as f64 / rss::clock_ticks()),
+        _ => None,
+    };
+    let mut figures = vec![
+        Figure::new(
+            "e.replay_events_per_s",
+            "e. projection replay rate",
+            "1/s",
+            fixture.events as f64 / secs,
+        )
+        .budget(Budget::AtLeast(500_000.0)),
+        Figure::new(
+            "e.replay_s",
+            format!("e. fresh gateway ready on {} events", fixture.events),
+            "s",
+            secs,
+        ),
+        Figure::new(
+            "e.gateway_rss_mib",
+            "e. gateway peak RSS after the replay",
+            "MiB",
+            rss,
+        ),
+        Figure::new(
+            "e.gateway_cpu_s",
+            "e. gateway CPU seconds to be ready",
+            "s",
+            cpu,
+        ),
+    ];
+    if let Some(cpu) = nats_cpu {
+        figures.push(Figure::new(
+            "e.nats_cpu_s",
+            "e. nats-server CPU seconds meanwhile",
+            "s",
+            cpu,
+        ));
+    }
+    if let Some(rate) = fixture.published_per_s {
+        figures.push(Figure::new(
+            "e.publish_events_per_s",
+            "e. events published per s (setup, pipelined acks)",
+            "1/s",
+            rate,
+        ));
+    }
+    Ok(figures)
+}
+
+/// Publishes tasks of four events each until `events` are on the stream; returns how many.
+async fn publish(js: &jetstream::Context, events: u64) -> anyhow::Result<u64> {
+    let models: Vec<String> = (0..MODELS).map(|i| format!("R{i:03}")).collect();
+    let formatters: Vec<SerialFormatter> = models
+        .iter()
+        .map(|m| SerialFormatter::new(m, Format::default()))
+        .collect();
+    let mut next = [1u64; MODELS];
+    let mut inflight = VecDeque::with_capacity(WINDOW);
+    let mut sent = 0u64;
+    let mut task = 0usize;
+    while sent < events {
+        let m = task % MODELS;
+        task += 1;
+        let (model, formatter) = (&models[m], &formatters[m]);
+        let first = next[m];
+        next[m] += SERIALS_PER_TASK;
+        for (subject, id, payload) in task_events(model, formatter, first) {
+            let publish = common::nats::event_publish(&id, payload.into(), None);
+            inflight.push_back(js.send_publish(subject, publish).await?);
+            if inflight.len() >= WINDOW {
+                if let Some(ack) = inflight.pop_front() {
+                    ack.await?;
+                }
+            }
+            sent += 1;
+        }
+    }
+    while let Some(ack) = inflight.pop_front() {
+        ack.await?;
+    }
+    Ok(sent)
+}
+
+/// The four events of one finished 10-serial task: (subject, event id, CloudEvent JSON).
+fn task_events(
+    model: &str,
+    formatter: &SerialFormatter,
+    first: u64,
+) -> [(String, String, Vec<u8>); 4] {
+    let task_id = Uuid::new_v4();
+    let now = OffsetDateTime::now_utc();
+    let last = first + SERIALS_PER_TASK - 1;
+    let event = |data: EventData, source: &str| {
+        let e = Event::new(source, data);
+        (e.nats_subject(), e.id.clone(), e.to_json())
+    };
+    let requested = event(
+        EventData::Requested(GenerateRequested {
+            task_id,
+            code_model: model.to_owned(),
+            number: None,
+            count: SERIALS_PER_TASK,
+            format: Format::default(),
+            requested_at: now,
+            idempotency_key: None,
+        }),
+        "/sn/gateway",
+    );
+    let reserved = event(
+        EventData::Reserved(RangeReserved {
+            task_id,
+            code_model: model.to_owned(),
+            first,
+            last,
+        }),
+        "/sn/generator",
+    );
+    let batch = GeneratedBatch {
+        source: "/sn/generator",
+        task_id,
+        code_model: model,
+        batch: 0,
+        first_number: first,
+        count: SERIALS_PER_TASK,
+        formatter,
+        traceparent: None,
+    };
+    let mut payload = Vec::with_capacity(512);
+    batch.encode(now, &mut payload);
+    let generated = (subjects::generated(model, task_id), batch.id(), payload);
+    let completed = event(
+        EventData::Completed(TaskCompleted {
+            task_id,
+            code_model: model.to_owned(),
+            count: SERIALS_PER_TASK,
+            first_serial: formatter.to_string(first),
+            last_serial: formatter.to_string(last),
+            batches: 1,
+        }),
+        "/sn/generator",
+    );
+    [requested, reserved, generated, completed]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_tasks_are_valid_events() {
+        let f = SerialFormatter::new("R000", Format::default());
+        let events = task_events("R000", &f, 11);
+        let kinds: Vec<_> = events
+            .iter()
+            .map(|(subject, _, payload)| {
+                let e = Event::from_json(payload).unwrap();
+                assert_eq!(&e.nats_subject(), subject);
+                e.data.kind()
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                subjects::Kind::Requested,
+                subjects::Kind::Reserved,
+                subjects::Kind::Generated,
+                subjects::Kind::Completed
+            ]
+        );
+        let Ok(Event {
+            data: EventData::Generated(g),
+            ..
+        }) = Event::from_json(&events[2].2)
+        else {
+            panic!("not a batch");
+        };
+        assert_eq!(g.serials.first().map(String::as_str), Some("R00000000011"));
+        assert_eq!(g.serials.len(), 10);
+    }
+}

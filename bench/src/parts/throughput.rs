@@ -1,0 +1,151 @@
+//! Part a: accepted `POST /generate_sn` per second with `concurrency` clients, each on its own
+//! keep-alive connection, POSTing back to back for `duration` seconds after a one-second
+//! warm-up. Every POST asks for one serial of a model new to this run, from the next free
+//! number: the smallest task, so the figure is the gateway's intake (check, publish, wait for
+//! JetStream's ack), while the generator works the same requests off on the same cores.
+
+use std::time::{Duration, Instant};
+
+use crate::api::{fresh_model, Api};
+use crate::config::Config;
+use crate::figures::{Budget, Figure};
+use crate::parts::Target;
+use crate::rss::Watch;
+use crate::stats::{percentile, sorted};
+
+const WARM_UP: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct Worker {
+    latencies_ms: Vec<f64>,
+    rejected: u64,
+    errors: u64,
+}
+
+pub async fn run(target: &Target, config: &Config) -> anyhow::Result<Vec<Figure>> {
+    let model = fresh_model();
+    let body = Api::body(&model, 1);
+    let measured = Duration::from_secs(config.duration.max(1));
+    let start = Instant::now();
+    let (from, until) = (start + WARM_UP, start + WARM_UP + measured);
+
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..config.concurrency.max(1) {
+        let (api, body) = (target.api.clone(), body.clone());
+        workers.spawn(async move {
+            let mut w = Worker::default();
+            loop {
+                let sent = Instant::now();
+                if sent >= until {
+                    break;
+                }
+                let result = api.post_status(body.clone()).await;
+                if sent < from {
+                    continue;
+                }
+                match result {
+                    Ok(true) => w.latencies_ms.push(sent.elapsed().as_secs_f64() * 1e3),
+                    Ok(false) => w.rejected += 1,
+                    Err(_) => w.errors += 1,
+                }
+            }
+            w
+        });
+    }
+
+    // What the rest of the stack did during the measured window.
+    tokio::time::sleep_until(from.into()).await;
+    let done_before = finished(target).await;
+    let watch = Watch::start(target.watched(), Duration::from_millis(50));
+    tokio::time::sleep_until(until.into()).await;
+    let usage = watch.finish();
+    let done_after = finished(target).await;
+
+    let mut all = Worker::default();
+    while let Some(w) = workers.join_next().await {
+        let w = w?;
+        all.latencies_ms.extend(w.latencies_ms);
+        all.rejected += w.rejected;
+        all.errors += w.errors;
+    }
+    let secs = measured.as_secs_f64();
+    let accepted = all.latencies_ms.len() as f64;
+    let lat = sorted(all.latencies_ms);
+    let c = config.concurrency;
+    let mut figures = vec![
+        Figure::new(
+            "a.accepted_per_s",
+            format!("a. accepted POST/s (concurrency {c})"),
+            "1/s",
+            accepted / secs,
+        )
+        .budget(Budget::AtLeast(10_000.0))
+        .old(175.0),
+        Figure::new(
+            "a.post_p50_ms",
+            "a. POST latency p50 under load",
+            "ms",
+            percentile(&lat, 50.0),
+        ),
+        Figure::new(
+            "a.post_p99_ms",
+            "a. POST latency p99 under load",
+            "ms",
+            percentile(&lat, 99.0),
+        )
+        .old(380.0),
+        Figure::new(
+            "a.not_accepted",
+            "a. POSTs answered other than 202",
+            "count",
+            all.rejected as f64,
+        ),
+        Figure::new(
+            "a.errors",
+            "a. POSTs without an answer",
+            "count",
+            all.errors as f64,
+        ),
+    ];
+    if let (Some(b), Some(a)) = (done_before, done_after) {
+        figures.push(Figure::new(
+            "a.tasks_finished_per_s",
+            "a. tasks the generator finished per s meanwhile",
+            "1/s",
+            a.saturating_sub(b) as f64 / secs,
+        ));
+    }
+    for (w, u) in usage {
+        figures.push(Figure::new(
+            format!("a.cores.{}", w.name),
+            format!("a. CPU cores used by {}", w.name),
+            "cores",
+            u.cpu_s / secs,
+        ));
+    }
+    Ok(figures)
+}
+
+/// Tasks the gateway shows as finished (SUCCESS or FAILURE), if it tells.
+async fn finished(target: &Target) -> Option<u64> {
+    let counts = target.api.task_counts().await.ok()?;
+    Some(counts.get("SUCCESS").copied().unwrap_or(0) + counts.get("FAILURE").copied().unwrap_or(0))
+}
+
+/// Waits until the gateway shows no task PENDING or STARTED: a running stack must work off
+/// part a's backlog before the next part measures it.
+pub async fn drain(target: &Target, timeout: Duration) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let counts = target.api.task_counts().await?;
+        let open = counts.get("PENDING").copied().unwrap_or(0)
+            + counts.get("STARTED").copied().unwrap_or(0);
+        if open == 0 {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > timeout {
+            anyhow::bail!("{open} tasks still open after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
