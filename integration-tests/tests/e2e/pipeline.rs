@@ -639,3 +639,32 @@ async fn the_event_stream_follows_a_task_and_ends_at_shutdown() {
         tokio::time::timeout(T, async { while let Ok(Some(_)) = events.chunk().await {} }).await;
     assert!(rest.is_ok(), "the event stream ended");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_read_answers_when_the_task_ends() {
+    let nats = spawn_nats();
+    let data = tempdir();
+    let _generator = spawn_generator(&nats.url(), data.path(), &[]);
+    let gw = spawn_gateway(&nats.url(), &[]);
+    gw.wait_ready().await;
+    let id = submit(&gw, json!({"code_model":"LONG","count": 1_000_000})).await;
+    // One read, no polling: it returns once the task is over.
+    let view: Value = gw
+        .http
+        .get(gw.url(&format!("/tasks/{id}?wait=60")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["state"], "SUCCESS", "{view}");
+    assert_eq!(view["generated"], 1_000_000);
+    let r = gw
+        .http
+        .get(gw.url(&format!("/tasks/{id}?wait=61")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+}

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use crate::extract::{ApiPath, ApiQuery};
@@ -61,9 +62,60 @@ pub async fn find(state: &AppState, id: Uuid) -> Result<TaskView, ApiError> {
 pub async fn get_task(
     State(state): State<AppState>,
     ApiPath(raw): ApiPath<String>,
+    ApiQuery(q): ApiQuery<GetQuery>,
 ) -> Result<Json<TaskView>, ApiError> {
     let id = parse_id(&raw)?;
+    let wait = match q.wait.as_deref() {
+        None | Some("") => None,
+        Some(w) => Some(
+            w.parse::<f64>()
+                .ok()
+                .filter(|w| w.is_finite() && (0.0..=60.0).contains(w))
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| ApiError::Unprocessable {
+                    field: "wait".into(),
+                    message: "must be a number of seconds from 0 to 60".into(),
+                })?,
+        ),
+    };
+    // Subscribe before looking, so a change between the two is not missed.
+    let mut changes = state.projection.subscribe();
+    let view = find(&state, id).await?;
+    let Some(wait) = wait else {
+        return Ok(Json(view));
+    };
+    if view.is_final() {
+        return Ok(Json(view));
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let final_view = || {
+            state
+                .projection
+                .views()
+                .task(&id)
+                .filter(|v| v.is_final())
+                .cloned()
+        };
+        match tokio::time::timeout_at(deadline, changes.recv()).await {
+            Err(_) | Ok(Err(RecvError::Closed)) => break,
+            Ok(Ok(changed)) if changed != id => continue,
+            // This task changed, or some changes were skipped: look again.
+            Ok(_) => {
+                if let Some(v) = final_view() {
+                    return Ok(Json(v));
+                }
+            }
+        }
+    }
     Ok(Json(find(&state, id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GetQuery {
+    /// Long-poll: answer as soon as the task is SUCCESS or FAILURE, or after this many
+    /// seconds (at most 60) with the view as it is then.
+    wait: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
