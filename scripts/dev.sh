@@ -5,11 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh >/dev/null
-cargo build --release --locked --bins
+cargo build --release --locked -p sn-gateway -p sn-generator
 
 mkdir -p data/nats data/generator logs
 pids=()
 stop() {
+  trap - EXIT INT TERM
   echo; echo "stopping..."
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
