@@ -63,14 +63,14 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
                     }
                 }
                 Part::E => {
-                    let fx = match fixture.take() {
+                    let mut fx = match fixture.take() {
                         Some(f) => f,
                         None => match (&config.url, &config.nats_url) {
                             (Some(_), Some(nats)) => replay::Fixture::existing(nats).await?,
                             _ => replay::Fixture::publish(&bins, config.replay_events).await?,
                         },
                     };
-                    results.extend(replay::run(&fx, &bins).await?);
+                    results.extend(replay::run(&mut fx, &bins).await?);
                     fixture = Some(fx);
                 }
             }
