@@ -133,6 +133,9 @@ impl EventData {
     pub fn event_id(&self) -> String {
         match self {
             EventData::Generated(d) => generated_id(d.task_id, d.batch),
+            // A task may reserve again when an earlier overlapping reservation wins in stream
+            // order; each range gets its own id so the new one is not dropped as a repeat.
+            EventData::Reserved(d) => format!("{}:reserved:{}", d.task_id, d.first),
             other => format!("{}:{}", other.task_id(), other.kind().token()),
         }
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, message::PublishMessage, stream};
 use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::CONTENT_TYPE;
@@ -36,6 +37,11 @@ pub enum NatsError {
     Info(#[source] jetstream::stream::InfoError),
 }
 
+/// Counts the connections a client has made. A change means the client reconnected, and the
+/// server may have lost what belonged to the old connection (ephemeral consumers), so
+/// whoever follows the stream through one recreates it from its own position.
+pub type Connections = watch::Receiver<u64>;
+
 /// Connects to `url`, retrying with backoff until it works or `cancel` fires: services may
 /// start before NATS does (Kubernetes, compose). Once connected, the client reconnects by
 /// itself forever.
@@ -43,7 +49,7 @@ pub async fn connect(
     url: &str,
     name: &str,
     cancel: &CancellationToken,
-) -> Result<Client, NatsError> {
+) -> Result<(Client, Connections), NatsError> {
     // A comma-separated list of servers, as `NATS_URL` allows.
     let servers = url
         .split(',')
@@ -53,8 +59,11 @@ pub async fn connect(
             url: url.to_owned(),
             message: e.to_string(),
         })?;
+    let (connections, watched) = watch::channel(0u64);
+    let connections = std::sync::Arc::new(connections);
     let mut delay = Duration::from_millis(100);
     loop {
+        let connections = connections.clone();
         let options = async_nats::ConnectOptions::new()
             .name(name)
             .max_reconnects(None)
@@ -62,15 +71,29 @@ pub async fn connect(
             .reconnect_delay_callback(|attempts| {
                 Duration::from_millis((50u64 << attempts.min(5)).min(2_000))
             })
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::Connected => tracing::info!("NATS connected"),
-                    async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
-                    other => tracing::debug!(event = %other, "NATS event"),
+            .event_callback(move |event| {
+                let connections = connections.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            connections.send_modify(|n| *n += 1);
+                            tracing::info!("NATS connected");
+                        }
+                        async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
+                        other => tracing::debug!(event = %other, "NATS event"),
+                    }
                 }
             });
         match options.connect(servers.clone()).await {
-            Ok(client) => return Ok(client),
+            Ok(client) => {
+                // Seen as read once the first connection is counted: only reconnects are
+                // changes to whoever follows.
+                let mut watched = watched;
+                let _ = tokio::time::timeout(Duration::from_secs(1), watched.wait_for(|n| *n > 0))
+                    .await;
+                watched.borrow_and_update();
+                return Ok((client, watched));
+            }
             Err(source)
                 if source.kind() == async_nats::ConnectErrorKind::Io
                     || source.kind() == async_nats::ConnectErrorKind::TimedOut =>

@@ -41,9 +41,24 @@ async fn an_r3_stream_survives_a_node_loss_with_no_duplicate() {
         .clone();
     assert_eq!(info.config.num_replicas, 3);
 
+    // A 503 (a stream leader being elected) is the documented answer to retry.
+    let accepted = |body: Value| {
+        let gw = &gw;
+        async move {
+            let r = wait_for("a request accepted by the cluster", T, || async {
+                let r = post(gw, &body).await;
+                (r.status() == 202).then_some(r)
+            })
+            .await;
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
     let mut ids = Vec::new();
     for i in 0..12u64 {
-        ids.push(submit(&gw, json!({"code_model":"CLU","count": 20_000 + i})).await);
+        ids.push(accepted(json!({"code_model":"CLU","count": 20_000 + i})).await);
     }
     // Lose the node one generator is attached to, mid-run.
     wait_for("some progress", T, || async {
@@ -54,18 +69,7 @@ async fn an_r3_stream_survives_a_node_loss_with_no_duplicate() {
     nodes[2].stop();
     // Keep submitting while the node is gone (503s are allowed to be retried).
     for i in 0..4u64 {
-        let body = json!({"code_model":"CLU","count": 1_000 + i});
-        let r = wait_for("a request accepted by the 2-node cluster", T, || async {
-            let r = post(&gw, &body).await;
-            (r.status() == 202).then_some(r)
-        })
-        .await;
-        ids.push(
-            r.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        ids.push(accepted(json!({"code_model":"CLU","count": 1_000 + i})).await);
     }
     let mut views = Vec::new();
     for id in &ids {
@@ -73,10 +77,14 @@ async fn an_r3_stream_survives_a_node_loss_with_no_duplicate() {
         assert_eq!(v["state"], "SUCCESS", "{v}");
         views.push(v);
     }
-    let mut all = std::collections::HashSet::new();
+    let mut all = std::collections::HashMap::new();
     for v in &views {
-        for s in serials(&gw, v["id"].as_str().unwrap()).await {
-            assert!(all.insert(s.clone()), "duplicate serial {s}");
+        let got = serials(&gw, v["id"].as_str().unwrap()).await;
+        assert_eq!(got.len() as u64, v["count"].as_u64().unwrap(), "{v}");
+        for s in got {
+            if let Some(other) = all.insert(s.clone(), v.clone()) {
+                panic!("duplicate serial {s} in {v} and {other}");
+            }
         }
     }
     let expected: u64 = views.iter().map(|v| v["count"].as_u64().unwrap()).sum();

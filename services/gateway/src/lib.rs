@@ -41,6 +41,7 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     state: AppState,
     js: jetstream::Context,
+    connections: common::nats::Connections,
     shutdown: CancellationToken,
 }
 
@@ -50,7 +51,8 @@ impl Application {
         let listener = tokio::net::TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("cannot bind {}", config.http_addr))?;
-        let client = common::nats::connect(&config.nats.nats_url, "gateway", &shutdown).await?;
+        let (client, connections) =
+            common::nats::connect(&config.nats.nats_url, "gateway", &shutdown).await?;
         let js = jetstream::new(client.clone());
         common::nats::ensure_stream_retrying(&js, config.nats.stream(), &shutdown).await?;
         http::init_metrics();
@@ -68,6 +70,7 @@ impl Application {
             listener,
             state,
             js,
+            connections,
             shutdown,
         })
     }
@@ -84,11 +87,13 @@ impl Application {
             listener,
             state,
             js,
+            connections,
             shutdown,
         } = self;
         let projection = tokio::spawn(projection::run(
             state.projection.clone(),
             js,
+            connections,
             shutdown.clone(),
         ));
         let app = router(state);

@@ -33,6 +33,8 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
 }
 
 async fn follow(shared: &Shared, cancel: &CancellationToken) -> anyhow::Result<()> {
+    let mut connections = shared.connections.clone();
+    connections.borrow_and_update();
     let start = *shared.ledger_pos.borrow() + 1;
     let stream = shared.js.get_stream_no_info(subjects::STREAM).await?;
     let mut consumer = stream
@@ -51,6 +53,9 @@ async fn follow(shared: &Shared, cancel: &CancellationToken) -> anyhow::Result<(
     loop {
         let msg = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
+            // The server may have dropped the consumer with the old connection.
+            _ = connections.changed() => anyhow::bail!("reconnected to NATS"),
+            _ = shared.follower_stalled.notified() => anyhow::bail!("a reservation waited for it"),
             m = messages.next() => m,
         };
         let msg = match msg {

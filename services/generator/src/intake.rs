@@ -1,6 +1,7 @@
 //! The durable pull consumer shared by every replica: takes requests while there is room,
 //! runs each as a task, and acks only after the task's last event was acknowledged.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,9 +15,14 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info_span, Instrument};
+use uuid::Uuid;
 
 use crate::task::{self, Outcome, TaskError, Turn};
 use crate::Shared;
+
+/// How long a task tries again in place while NATS is unreachable before the failure spends
+/// one of the request's deliveries.
+const RETRY_FOR: Duration = Duration::from_secs(120);
 
 pub fn consumer_config(shared: &Shared) -> pull::Config {
     pull::Config {
@@ -34,6 +40,7 @@ pub fn consumer_config(shared: &Shared) -> pull::Config {
 
 pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     let permits = Arc::new(Semaphore::new(shared.work.concurrency.max(1)));
+    let held = Arc::new(Holdings::default());
     let mut tasks = JoinSet::new();
     let mut delay = Duration::from_millis(100);
     'outer: while !cancel.is_cancelled() {
@@ -61,21 +68,29 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 m = messages.next() => m,
             };
             while tasks.try_join_next().is_some() {}
-            match next {
-                Some(Ok(msg)) => {
-                    let turn = shared.reserve_turn.clone().lock_owned().await;
-                    let (shared, cancel) = (shared.clone(), cancel.clone());
-                    tasks.spawn(async move {
-                        handle(&shared, msg, turn, &cancel).await;
-                        drop(permit);
-                    });
-                }
+            let msg = match next {
+                Some(Ok(msg)) => msg,
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "request consumer interrupted");
                     break;
                 }
                 None => break,
-            }
+            };
+            let Some(req) = decode(&msg).await else {
+                continue;
+            };
+            // A redelivery of a request still running here (its ack wait ran out while NATS
+            // was unreachable) joins that run instead of starting a second one.
+            let Some(delivery) = held.take(req.task_id, msg) else {
+                continue;
+            };
+            let turn = shared.reserve_turn.clone().lock_owned().await;
+            let (shared, held, cancel) = (shared.clone(), held.clone(), cancel.clone());
+            tasks.spawn(async move {
+                handle(&shared, req, &delivery, turn, &cancel).await;
+                held.release(&delivery);
+                drop(permit);
+            });
         }
     }
     // Stop taking work; tasks in flight finish their batch and hand the request back.
@@ -84,29 +99,98 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
 
 async fn open(shared: &Shared) -> anyhow::Result<pull::Stream> {
     let stream = shared.js.get_stream_no_info(subjects::STREAM).await?;
-    let consumer = stream
+    let consumer: async_nats::jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(subjects::GENERATOR_CONSUMER, consumer_config(shared))
         .await?;
-    Ok(consumer.messages().await?)
+    // Pull no more than can run at once: a request waiting in a local buffer would see its
+    // ack wait run out and spend a delivery without being worked on.
+    Ok(consumer
+        .stream()
+        .max_messages_per_batch(shared.work.concurrency.max(1))
+        .messages()
+        .await?)
 }
 
-async fn handle(shared: &Shared, msg: Message, turn: Turn, cancel: &CancellationToken) {
+/// The requests this replica is working on, by task.
+#[derive(Default)]
+struct Holdings(std::sync::Mutex<HashMap<Uuid, Arc<Delivery>>>);
+
+impl Holdings {
+    /// Holds `msg` as its task's delivery, or hands it to the run already holding the task
+    /// (then `None`): that run keeps it alive and acks it, so the latest delivery is answered.
+    fn take(&self, task: Uuid, msg: Message) -> Option<Arc<Delivery>> {
+        let mut held = self.0.lock().expect("holdings lock poisoned");
+        if let Some(running) = held.get(&task) {
+            tracing::debug!(task_id = %task, "redelivered while running here");
+            *running.msg.lock().expect("delivery lock poisoned") = msg;
+            return None;
+        }
+        let delivery = Arc::new(Delivery {
+            task,
+            msg: std::sync::Mutex::new(msg),
+        });
+        held.insert(task, delivery.clone());
+        Some(delivery)
+    }
+
+    fn release(&self, delivery: &Delivery) {
+        self.0
+            .lock()
+            .expect("holdings lock poisoned")
+            .remove(&delivery.task);
+    }
+}
+
+/// The latest delivery of a request that a run holds.
+struct Delivery {
+    task: Uuid,
+    msg: std::sync::Mutex<Message>,
+}
+
+impl Delivery {
+    fn current(&self) -> Message {
+        self.msg.lock().expect("delivery lock poisoned").clone()
+    }
+
+    /// Tells JetStream the request is still being worked on, a few times per ack wait, for
+    /// as long as the run holds it (a long task, a wait for the reservation turn, a retry).
+    async fn keep_alive(&self, ack_wait: Duration) -> std::convert::Infallible {
+        let every = (ack_wait / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            let _ = self.current().ack_with(AckKind::Progress).await;
+        }
+    }
+}
+
+/// The request a message carries; anything else is terminated (never redelivered).
+async fn decode(msg: &Message) -> Option<GenerateRequested> {
+    match Event::from_json(&msg.payload) {
+        Ok(Event {
+            data: EventData::Requested(r),
+            ..
+        }) if valid_model(&r.code_model) => Some(r),
+        other => {
+            tracing::warn!(subject = %msg.subject, ok = other.is_ok(), "dropping a message that is not a valid request");
+            let _ = msg.ack_with(AckKind::Term).await;
+            None
+        }
+    }
+}
+
+async fn handle(
+    shared: &Shared,
+    req: GenerateRequested,
+    delivery: &Delivery,
+    turn: Turn,
+    cancel: &CancellationToken,
+) {
+    let msg = delivery.current();
     let (delivered, pending) = msg
         .info()
         .map(|i| (i.delivered, i.pending))
         .unwrap_or((1, 0));
     metrics::gauge!("sn_consumer_pending").set(pending as f64);
-    let req = match Event::from_json(&msg.payload) {
-        Ok(Event {
-            data: EventData::Requested(r),
-            ..
-        }) if valid_model(&r.code_model) => r,
-        other => {
-            tracing::warn!(subject = %msg.subject, ok = other.is_ok(), "dropping a message that is not a valid request");
-            let _ = msg.ack_with(AckKind::Term).await;
-            return;
-        }
-    };
     let span = info_span!(
         "process",
         otel.name = format!("process {}", msg.subject),
@@ -121,14 +205,52 @@ async fn handle(shared: &Shared, msg: Message, turn: Turn, cancel: &Cancellation
         delivery = delivered,
     );
     common::telemetry::set_parent_from(&span, msg.headers.as_ref());
+    drop(msg);
     async {
         let started = Instant::now();
-        let result = task::run(shared, &req, &msg, turn, cancel).await;
+        let ack_wait = Duration::from_secs(shared.work.ack_wait_secs.max(1));
+        let result = tokio::select! {
+            r = run_retrying(shared, &req, turn, cancel) => r,
+            never = delivery.keep_alive(ack_wait) => match never {},
+        };
+        let msg = delivery.current();
+        let delivered = msg.info().map(|i| i.delivered).unwrap_or(delivered);
         finish(shared, &req, &msg, delivered, result).await;
         tracing::debug!(elapsed = ?started.elapsed(), "request handled");
     }
     .instrument(span)
     .await;
+}
+
+/// Runs the task, trying again in place while NATS is unreachable or slow (a restart, a
+/// leader election): such failures say nothing about the request, so they do not spend its
+/// deliveries. Other failures, and transient ones lasting over `RETRY_FOR`, are returned.
+async fn run_retrying(
+    shared: &Shared,
+    req: &GenerateRequested,
+    turn: Turn,
+    cancel: &CancellationToken,
+) -> Result<Outcome, TaskError> {
+    let until = Instant::now() + RETRY_FOR;
+    let mut turn = Some(turn);
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let turn = match turn.take() {
+            Some(t) => t,
+            None => shared.reserve_turn.clone().lock_owned().await,
+        };
+        match task::run(shared, req, turn, cancel).await {
+            Err(e) if e.is_transient() && Instant::now() < until => {
+                tracing::warn!(task_id = %req.task_id, error = %e, retry_in = ?delay, "task interrupted, trying again");
+                tokio::select! {
+                    _ = cancel.cancelled() => return Err(TaskError::Stopped),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
 }
 
 async fn finish(

@@ -1,7 +1,9 @@
 //! The ledger: which numbers of each model are taken, folded from `sn.<model>.reserved`.
 //!
-//! A pure fold (no I/O). Invariant: the ranges of one model never overlap, because every
-//! reservation was a compare-and-set against the last ledger sequence this fold had seen.
+//! A pure fold (no I/O), applied in stream order. Invariant: the ranges of one model never
+//! overlap. The compare-and-set on the ledger subject keeps competing reservations apart, and
+//! the fold decides whatever slips through: the first reservation in stream order holds, a
+//! later overlapping one is void, and its task reserves again.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -214,6 +216,26 @@ mod tests {
         assert_eq!(l.ranges().count(), 1);
         assert_eq!(l.plan("m", a.task, None, 10, CAP), Plan::Held(a));
         assert_eq!(l.last_seq("m"), 2);
+    }
+
+    #[test]
+    fn a_void_reservation_leaves_its_task_free_to_reserve_again() {
+        // Two compare-and-sets accepted for the same numbers (a clustered server may do
+        // that): the later one in stream order is void, and its task plans past the winner.
+        let mut l = Ledger::default();
+        let (a, b) = (range(1, 10), range(1, 10));
+        assert!(l.apply("m", 5, a));
+        assert!(!l.apply("m", 6, b));
+        assert_eq!(l.held("m", b.task), None);
+        assert_eq!(
+            l.plan("m", b.task, None, 10, CAP),
+            Plan::Reserve {
+                first: 11,
+                last: 20,
+                expected_seq: 6
+            }
+        );
+        assert!(matches!(l.plan("m", b.task, Some(1), 10, CAP), Plan::Conflict(r) if r == a));
     }
 
     #[test]

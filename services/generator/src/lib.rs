@@ -37,11 +37,16 @@ pub const SOURCE: &str = "/sn/generator";
 pub(crate) struct Shared {
     pub js: jetstream::Context,
     pub client: async_nats::Client,
+    /// Changes when the client reconnects (see `common::nats::Connections`).
+    pub connections: common::nats::Connections,
     pub log: EventLog,
     pub ledger: RwLock<Ledger>,
     /// Stream sequence the ledger follower has folded up to.
     pub ledger_pos: watch::Sender<u64>,
     pub ledger_ready: AtomicBool,
+    /// Raised when a reservation waited too long for the follower: it recreates its consumer
+    /// (one lost with a cluster node delivers nothing and reports nothing).
+    pub follower_stalled: tokio::sync::Notify,
     /// This replica's turn to reserve: taken by the intake loop in delivery order (tokio's
     /// mutex is FIFO) and released once the task has its range, so one replica reserves in
     /// the order requests arrived. Replicas are serialised by JetStream's compare-and-set.
@@ -72,7 +77,8 @@ impl Application {
         let admin = tokio::net::TcpListener::bind(config.admin_addr)
             .await
             .with_context(|| format!("cannot bind admin address {}", config.admin_addr))?;
-        let client = common::nats::connect(&config.nats.nats_url, "generator", &shutdown).await?;
+        let (client, connections) =
+            common::nats::connect(&config.nats.nats_url, "generator", &shutdown).await?;
         let js = jetstream::new(client.clone());
         common::nats::ensure_stream_retrying(&js, config.nats.stream(), &shutdown).await?;
 
@@ -92,10 +98,12 @@ impl Application {
         let shared = Arc::new(Shared {
             js,
             client,
+            connections,
             log,
             ledger: RwLock::new(ledger),
             ledger_pos: watch::Sender::new(pos),
             ledger_ready: AtomicBool::new(false),
+            follower_stalled: tokio::sync::Notify::new(),
             reserve_turn: Arc::new(tokio::sync::Mutex::new(())),
             max_count: config.max_count,
             work: config.work,

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
@@ -14,9 +14,41 @@ use crate::Shared;
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
     #[error("cannot publish {subject}: {message}")]
-    Publish { subject: String, message: String },
+    Publish {
+        subject: String,
+        message: String,
+        transient: bool,
+    },
     #[error(transparent)]
     Log(#[from] LogError),
+}
+
+impl OutboxError {
+    fn publish(subject: String, e: &PublishError) -> Self {
+        metrics::counter!("sn_publish_retries_total").increment(1);
+        OutboxError::Publish {
+            subject,
+            message: e.to_string(),
+            transient: transient(e.kind()),
+        }
+    }
+
+    /// Whether trying again later may work: NATS was unreachable or slow, not refusing.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, OutboxError::Publish { transient: true, .. })
+    }
+}
+
+/// Publish failures that come from the connection or a stream between leaders (no answer, no
+/// responders), as opposed to a refusal that repeats on every try (payload too large).
+pub fn transient(kind: PublishErrorKind) -> bool {
+    matches!(
+        kind,
+        PublishErrorKind::TimedOut
+            | PublishErrorKind::BrokenPipe
+            | PublishErrorKind::StreamNotFound
+            | PublishErrorKind::MaxAckPending
+    )
 }
 
 pub struct Outbox<'a> {
@@ -45,26 +77,14 @@ impl<'a> Outbox<'a> {
             .js
             .send_publish(entry.subject.clone(), publish)
             .await
-            .map_err(|e| {
-                metrics::counter!("sn_publish_retries_total").increment(1);
-                OutboxError::Publish {
-                    subject: entry.subject.clone(),
-                    message: e.to_string(),
-                }
-            })?;
+            .map_err(|e| OutboxError::publish(entry.subject.clone(), &e))?;
         self.inflight.push_back((seq, entry.subject.clone(), ack));
         Ok(())
     }
 
     async fn settle_one(&mut self) -> Result<(), OutboxError> {
         if let Some((seq, subject, ack)) = self.inflight.pop_front() {
-            ack.await.map_err(|e| {
-                metrics::counter!("sn_publish_retries_total").increment(1);
-                OutboxError::Publish {
-                    subject,
-                    message: e.to_string(),
-                }
-            })?;
+            ack.await.map_err(|e| OutboxError::publish(subject, &e))?;
             self.acked.push(seq);
             if self.acked.len() >= 32 {
                 self.shared.log.mark_published(&self.acked)?;

@@ -11,7 +11,7 @@ use common::{subjects, Event, Format};
 use tracing::instrument;
 
 use crate::ledger::{Plan, Range};
-use crate::log::{Entry, StoredRange};
+use crate::log::Entry;
 use crate::Shared;
 
 /// How long a loser of the compare-and-set waits for the follower to fold the winner.
@@ -27,14 +27,35 @@ pub enum Reservation {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReserveError {
-    #[error("cannot reserve: {0}")]
-    Publish(String),
+    #[error("cannot reserve: {message}")]
+    Publish { message: String, transient: bool },
     #[error("cannot reserve: the ledger follower did not catch up with sequence {0}")]
     CatchUp(u64),
     #[error("cannot reserve after {MAX_ATTEMPTS} compare-and-set conflicts")]
     Contention,
     #[error("cannot log the reservation: {0}")]
     Log(#[from] crate::log::LogError),
+}
+
+impl ReserveError {
+    /// A read of the stream that failed: the server was unreachable or between leaders.
+    fn unanswered(e: &dyn std::fmt::Display) -> Self {
+        ReserveError::Publish {
+            message: e.to_string(),
+            transient: true,
+        }
+    }
+
+    /// Whether trying again later may work (see `OutboxError::is_transient`).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ReserveError::Publish {
+                transient: true,
+                ..
+            } | ReserveError::CatchUp(_)
+        )
+    }
 }
 
 #[instrument(name = "reserve", skip_all, fields(task_id = %req.task_id, code_model = %req.code_model, first, last))]
@@ -83,42 +104,44 @@ pub async fn reserve(
             Err(e) => Err(e),
         };
         match result {
-            Ok(ack) if !ack.duplicate => {
-                let range = Range {
+            // Stored, now or by an earlier attempt of ours (a duplicate ack inside the window).
+            // Whether it holds is the fold's call, not the ack's: the first reservation in
+            // stream order wins, and a clustered server may accept two compare-and-sets
+            // expecting the same sequence (nats-server#4320). So wait until the follower has
+            // folded up to it, then look.
+            Ok(ack) => {
+                if !ack.duplicate {
+                    // Published: the log keeps a copy for audits.
+                    let entry = Entry {
+                        subject: subjects::reserved(model),
+                        id: event.id,
+                        payload,
+                    };
+                    shared.log.append(req.task_id, &[entry], false)?;
+                }
+                wait_for_follower(shared, model, ack.sequence).await?;
+                let held = shared
+                    .ledger
+                    .read()
+                    .expect("ledger lock poisoned")
+                    .held(model, req.task_id);
+                if let Some(range) = held {
+                    tracing::Span::current()
+                        .record("first", range.first)
+                        .record("last", range.last);
+                    metrics::counter!("sn_reservations_total", "outcome" => "granted")
+                        .increment(1);
+                    return Ok(Reservation::Granted(range));
+                }
+                tracing::warn!(
+                    task_id = %req.task_id,
                     first,
                     last,
-                    task: req.task_id,
-                };
-                shared.ledger.write().expect("ledger lock poisoned").apply(
-                    model,
-                    ack.sequence,
-                    range,
+                    seq = ack.sequence,
+                    "an earlier reservation overlaps ours: planning again"
                 );
-                let stored = StoredRange {
-                    first,
-                    last,
-                    task: req.task_id,
-                    seq: ack.sequence,
-                };
-                shared
-                    .log
-                    .save_ledger(&[(model.to_owned(), stored)], None)?;
-                // Accepted by the stream, the authority: the log keeps a copy for audits.
-                let entry = Entry {
-                    subject: subjects::reserved(model),
-                    id: event.id,
-                    payload,
-                };
-                shared.log.append(req.task_id, &[entry], false)?;
-                tracing::Span::current()
-                    .record("first", first)
-                    .record("last", last);
-                metrics::counter!("sn_reservations_total", "outcome" => "granted").increment(1);
-                return Ok(Reservation::Granted(range));
+                metrics::counter!("sn_reservations_total", "outcome" => "void").increment(1);
             }
-            // Our own earlier attempt landed (a retry inside the duplicate window): read and
-            // fold that very message, then plan again (it will be `Held`).
-            Ok(ack) => adopt(shared, model, ack.sequence).await?,
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
                 metrics::counter!("sn_reservations_total", "outcome" => "conflict").increment(1);
                 let last_seq = last_ledger_seq(shared, model).await?;
@@ -126,7 +149,10 @@ pub async fn reserve(
             }
             Err(e) => {
                 metrics::counter!("sn_publish_retries_total").increment(1);
-                return Err(ReserveError::Publish(e.to_string()));
+                return Err(ReserveError::Publish {
+                    message: e.to_string(),
+                    transient: crate::outbox::transient(e.kind()),
+                });
             }
         }
     }
@@ -138,59 +164,27 @@ async fn last_ledger_seq(shared: &Shared, model: &str) -> Result<u64, ReserveErr
         .js
         .get_stream_no_info(subjects::STREAM)
         .await
-        .map_err(|e| ReserveError::Publish(e.to_string()))?;
+        .map_err(|e| ReserveError::unanswered(&e))?;
     match stream
         .get_last_raw_message_by_subject(&subjects::reserved(model))
         .await
     {
         Ok(m) => Ok(m.sequence),
-        Err(e) => Err(ReserveError::Publish(e.to_string())),
+        Err(e) => Err(ReserveError::unanswered(&e)),
     }
-}
-
-/// Folds the reservation stored at `seq` (found by a duplicate ack) into the ledger.
-async fn adopt(shared: &Shared, model: &str, seq: u64) -> Result<(), ReserveError> {
-    let publish = |e: &dyn std::fmt::Display| ReserveError::Publish(e.to_string());
-    let stream = shared
-        .js
-        .get_stream_no_info(subjects::STREAM)
-        .await
-        .map_err(|e| publish(&e))?;
-    let raw = stream.get_raw_message(seq).await.map_err(|e| publish(&e))?;
-    if let Ok(Event {
-        data: EventData::Reserved(r),
-        ..
-    }) = Event::from_json(&raw.payload)
-    {
-        let range = Range {
-            first: r.first,
-            last: r.last,
-            task: r.task_id,
-        };
-        shared
-            .ledger
-            .write()
-            .expect("ledger lock poisoned")
-            .apply(&r.code_model, seq, range);
-        let stored = StoredRange {
-            first: r.first,
-            last: r.last,
-            task: r.task_id,
-            seq,
-        };
-        shared.log.save_ledger(&[(r.code_model, stored)], None)?;
-    }
-    wait_for_follower(shared, model, seq).await
 }
 
 /// Waits until the follower has folded the stream up to `seq`, then records that the model's
 /// ledger subject is at least there.
 async fn wait_for_follower(shared: &Shared, model: &str, seq: u64) -> Result<(), ReserveError> {
     let mut rx = shared.ledger_pos.subscribe();
-    tokio::time::timeout(CATCH_UP, rx.wait_for(|pos| *pos >= seq))
+    let caught_up = tokio::time::timeout(CATCH_UP, rx.wait_for(|pos| *pos >= seq))
         .await
-        .map_err(|_| ReserveError::CatchUp(seq))?
-        .map_err(|_| ReserveError::CatchUp(seq))?;
+        .is_ok_and(|r| r.is_ok());
+    if !caught_up {
+        shared.follower_stalled.notify_one();
+        return Err(ReserveError::CatchUp(seq));
+    }
     shared
         .ledger
         .write()

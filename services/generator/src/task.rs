@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use async_nats::jetstream::{AckKind, Message};
 use common::events::{
     codes, EventData, GenerateRequested, GeneratedBatch, TaskCompleted, TaskFailed,
 };
@@ -38,6 +37,18 @@ pub enum TaskError {
 }
 
 /// How a task ended, for metrics.
+impl TaskError {
+    /// Whether the same delivery may try again (NATS unreachable or slow) instead of
+    /// spending one of the request's bounded deliveries.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TaskError::Outbox(e) => e.is_transient(),
+            TaskError::Reserve(e) => e.is_transient(),
+            TaskError::Log(_) | TaskError::Stopped => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Success,
@@ -54,7 +65,6 @@ pub fn batch_size(serial_len: usize, limit: u64) -> u64 {
 pub async fn run(
     shared: &Shared,
     req: &GenerateRequested,
-    msg: &Message,
     turn: Turn,
     cancel: &CancellationToken,
 ) -> Result<Outcome, TaskError> {
@@ -99,7 +109,7 @@ pub async fn run(
             return Ok(Outcome::Failure);
         }
     };
-    generate(shared, req, range.first, msg, cancel, &logged).await?;
+    generate(shared, req, range.first, cancel, &logged).await?;
     Ok(Outcome::Success)
 }
 
@@ -123,7 +133,6 @@ async fn generate(
     shared: &Shared,
     req: &GenerateRequested,
     first: u64,
-    msg: &Message,
     cancel: &CancellationToken,
     logged: &[(u64, Entry)],
 ) -> Result<(), TaskError> {
@@ -189,8 +198,6 @@ async fn generate(
         }
         if group.len() >= group_size {
             flush_group(shared, req.task_id, &mut group, &mut outbox).await?;
-            // Keep the request ours while a long task runs.
-            let _ = msg.ack_with(AckKind::Progress).await;
         }
     }
     let completed = Event::new(

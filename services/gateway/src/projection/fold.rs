@@ -176,14 +176,20 @@ impl Views {
                 view.request = Some(r.clone());
             }
             EventData::Reserved(r) => {
-                if view.range.is_some() {
+                let ranges = self.ledger.entry(r.code_model.clone()).or_default();
+                // The first reservation in stream order holds; a later one overlapping it is
+                // void (its generator plans again), as the generators' ledger decides.
+                let overlaps = ranges
+                    .range(..=r.last)
+                    .next_back()
+                    .is_some_and(|(_, held)| held.last >= r.first);
+                if view.range.is_some() || overlaps || r.first > r.last {
                     return None;
                 }
                 view.range = Some((r.first, r.last));
                 view.number = Some(r.first);
                 view.started_at.get_or_insert(event.time);
                 view.advance(State::Started);
-                let ranges = self.ledger.entry(r.code_model.clone()).or_default();
                 ranges.insert(
                     r.first,
                     IssuedRange {
@@ -385,6 +391,23 @@ mod tests {
         );
         assert_eq!(v.counts()[&State::Success], 1);
         assert_eq!(v.counts()[&State::Pending], 0);
+    }
+
+    #[test]
+    fn an_overlapping_later_reservation_is_void_until_its_task_reserves_again() {
+        let mut v = Views::default();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        v.apply(1, &requested(a, None, 10));
+        v.apply(2, &requested(b, None, 10));
+        v.apply(3, &reserved(a, 1, 10));
+        assert_eq!(v.apply(4, &reserved(b, 5, 14)), None);
+        let t = v.task(&b).unwrap();
+        assert_eq!((t.state, t.range), (State::Pending, None));
+        assert_eq!(v.overlap("0111", 11, 14), None);
+        v.apply(5, &reserved(b, 11, 20));
+        assert_eq!(v.task(&b).unwrap().range, Some((11, 20)));
+        assert_eq!(v.overlap("0111", 5, 5).map(|r| r.task), Some(a));
+        assert_eq!(v.ledger().count(), 2);
     }
 
     #[test]

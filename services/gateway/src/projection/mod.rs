@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy};
+use common::nats::Connections;
 use common::{subjects, Event};
 use futures::StreamExt;
 use tokio::sync::{broadcast, watch};
@@ -91,12 +92,20 @@ impl Projection {
     }
 }
 
+/// How long the projection may go without an event before it checks the stream for newer ones.
+const STALL_CHECK: Duration = Duration::from_secs(3);
+
 /// Folds the stream into `projection` until `cancel`, recreating the consumer from the last
 /// folded sequence after any interruption.
-pub async fn run(projection: Arc<Projection>, js: jetstream::Context, cancel: CancellationToken) {
+pub async fn run(
+    projection: Arc<Projection>,
+    js: jetstream::Context,
+    mut connections: Connections,
+    cancel: CancellationToken,
+) {
     let mut delay = Duration::from_millis(100);
     while !cancel.is_cancelled() {
-        match follow(&projection, &js, &cancel).await {
+        match follow(&projection, &js, &mut connections, &cancel).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?delay, "projection interrupted");
@@ -113,8 +122,10 @@ pub async fn run(projection: Arc<Projection>, js: jetstream::Context, cancel: Ca
 async fn follow(
     projection: &Projection,
     js: &jetstream::Context,
+    connections: &mut Connections,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
+    connections.borrow_and_update();
     let start = projection.position() + 1;
     let stream = js.get_stream_no_info(subjects::STREAM).await?;
     let mut consumer = stream
@@ -131,11 +142,26 @@ async fn follow(
     }
     let mut messages = consumer.messages().await?;
     let mut last_report = Instant::now();
+    let mut watchdog = tokio::time::interval_at(tokio::time::Instant::now() + STALL_CHECK, STALL_CHECK);
+    let mut quiet = true;
     loop {
         let msg = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
+            _ = connections.changed() => anyhow::bail!("reconnected to NATS"),
+            _ = watchdog.tick() => {
+                // Nothing arrived for a while: fine if there is nothing new, a consumer lost
+                // with its server (a cluster node gone) otherwise.
+                if std::mem::replace(&mut quiet, true) {
+                    let last = stream.get_info().await?.state.last_sequence;
+                    if last > projection.position() {
+                        anyhow::bail!("no event since {} of {last}", projection.position());
+                    }
+                }
+                continue;
+            }
             m = messages.next() => m,
         };
+        quiet = false;
         let msg = match msg {
             Some(m) => m?,
             None => anyhow::bail!("projection consumer ended"),
