@@ -35,7 +35,13 @@ impl OutboxError {
 
     /// Whether trying again later may work: NATS was unreachable or slow, not refusing.
     pub fn is_transient(&self) -> bool {
-        matches!(self, OutboxError::Publish { transient: true, .. })
+        matches!(
+            self,
+            OutboxError::Publish {
+                transient: true,
+                ..
+            }
+        )
     }
 }
 

@@ -129,8 +129,7 @@ pub async fn reserve(
                     tracing::Span::current()
                         .record("first", range.first)
                         .record("last", range.last);
-                    metrics::counter!("sn_reservations_total", "outcome" => "granted")
-                        .increment(1);
+                    metrics::counter!("sn_reservations_total", "outcome" => "granted").increment(1);
                     return Ok(Reservation::Granted(range));
                 }
                 tracing::warn!(

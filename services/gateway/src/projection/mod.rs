@@ -142,7 +142,8 @@ async fn follow(
     }
     let mut messages = consumer.messages().await?;
     let mut last_report = Instant::now();
-    let mut watchdog = tokio::time::interval_at(tokio::time::Instant::now() + STALL_CHECK, STALL_CHECK);
+    let mut watchdog =
+        tokio::time::interval_at(tokio::time::Instant::now() + STALL_CHECK, STALL_CHECK);
     let mut quiet = true;
     loop {
         let msg = tokio::select! {
