@@ -1,9 +1,11 @@
 //! How a number becomes a serial: `code_model` + zero-padded number + optional check digit.
 //!
 //! Formatting writes straight into a caller's buffer so the generator never allocates per
-//! serial.
+//! serial; a batch of consecutive numbers is written as one range (see `range`).
 
 use serde::{Deserialize, Serialize};
+
+mod range;
 
 pub const DEFAULT_WIDTH: u8 = 8;
 pub const MAX_WIDTH: u8 = 20;
@@ -31,35 +33,45 @@ impl CheckDigit {
 
     /// The check digit for `digits` (ASCII '0'..='9'), or `None` for `CheckDigit::None`.
     pub fn compute(self, digits: &[u8]) -> Option<u8> {
-        let sum: u32 = match self {
-            CheckDigit::None => return None,
-            CheckDigit::Gs1 => digits
-                .iter()
-                .rev()
-                .enumerate()
-                .map(|(i, d)| u32::from(d - b'0') * if i % 2 == 0 { 3 } else { 1 })
-                .sum(),
-            CheckDigit::Luhn => digits
-                .iter()
-                .rev()
-                .enumerate()
-                .map(|(i, d)| {
-                    let d = u32::from(d - b'0');
-                    if i % 2 == 0 {
-                        let x = d * 2;
-                        if x > 9 {
-                            x - 9
-                        } else {
-                            x
-                        }
-                    } else {
-                        d
-                    }
-                })
-                .sum(),
-        };
-        Some(b'0' + ((10 - sum % 10) % 10) as u8)
+        (self != CheckDigit::None).then(|| check_from_sum(self.sum(digits)))
     }
+
+    /// The weighted sum the check digit is taken from.
+    fn sum(self, digits: &[u8]) -> u32 {
+        digits
+            .iter()
+            .rev()
+            .enumerate()
+            .map(|(i, d)| self.weighted(i, u32::from(d - b'0')))
+            .sum()
+    }
+
+    /// What digit `d` adds to the sum at position `i`, counted from the rightmost data digit.
+    fn weighted(self, i: usize, d: u32) -> u32 {
+        let even = i.is_multiple_of(2);
+        match self {
+            CheckDigit::None => 0,
+            CheckDigit::Gs1 if even => d * 3,
+            CheckDigit::Luhn if even && d * 2 > 9 => d * 2 - 9,
+            CheckDigit::Luhn if even => d * 2,
+            CheckDigit::Gs1 | CheckDigit::Luhn => d,
+        }
+    }
+
+    /// `weighted` for the digits 0 to 9 at an even (`[0]`) and an odd (`[1]`) position.
+    fn weights(self) -> [[u32; 10]; 2] {
+        let mut table = [[0; 10]; 2];
+        for (parity, row) in table.iter_mut().enumerate() {
+            for (d, w) in (0..).zip(row.iter_mut()) {
+                *w = self.weighted(parity, d);
+            }
+        }
+        table
+    }
+}
+
+fn check_from_sum(sum: u32) -> u8 {
+    b'0' + ((10 - sum % 10) % 10) as u8
 }
 
 /// The `format` of a request.
