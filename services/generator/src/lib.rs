@@ -47,6 +47,9 @@ pub(crate) struct Shared {
     /// Raised when a reservation waited too long for the follower: it recreates its consumer
     /// (one lost with a cluster node delivers nothing and reports nothing).
     pub follower_stalled: tokio::sync::Notify,
+    /// The stream has one replica: its compare-and-set is checked and stored under one lock,
+    /// so an accepted reservation is granted at once (see `reserve`).
+    pub single_replica: bool,
     /// This replica's turn to reserve: taken by the intake loop in delivery order (tokio's
     /// mutex is FIFO) and released once the task has its range, so one replica reserves in
     /// the order requests arrived. Replicas are serialised by JetStream's compare-and-set.
@@ -80,7 +83,9 @@ impl Application {
         let (client, connections) =
             common::nats::connect(&config.nats.nats_url, "generator", &shutdown).await?;
         let js = jetstream::new(client.clone());
-        common::nats::ensure_stream_retrying(&js, config.nats.stream(), &shutdown).await?;
+        let stream =
+            common::nats::ensure_stream_retrying(&js, config.nats.stream(), &shutdown).await?;
+        let replicas = stream.cached_info().config.num_replicas;
 
         let (ranges, pos) = log.load_ledger()?;
         let mut ledger = Ledger::default();
@@ -104,6 +109,7 @@ impl Application {
             ledger_pos: watch::Sender::new(pos),
             ledger_ready: AtomicBool::new(false),
             follower_stalled: tokio::sync::Notify::new(),
+            single_replica: replicas <= 1,
             reserve_turn: Arc::new(tokio::sync::Mutex::new(())),
             max_count: config.max_count,
             work: config.work,

@@ -99,6 +99,10 @@ pub struct StoredRange {
 pub struct EventLog {
     db: sled::Db,
     tree: sled::Tree,
+    /// Held by every write and by flush. sled 0.34 can deadlock when a flush runs while
+    /// other threads write (seen under load: every writer and the flush parked for ever), so
+    /// writes and flushes take turns.
+    gate: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 fn key(prefix: u8, seq: u64) -> [u8; 9] {
@@ -128,7 +132,11 @@ impl EventLog {
         };
         let db = sled::Config::new().path(dir).open().map_err(open)?;
         let tree = db.open_tree("log").map_err(open)?;
-        Ok(EventLog { db, tree })
+        Ok(EventLog {
+            db,
+            tree,
+            gate: Default::default(),
+        })
     }
 
     /// Appends entries of one task as not-yet-published, atomically. Not durable until
@@ -139,6 +147,7 @@ impl EventLog {
         entries: &[Entry],
         pending: bool,
     ) -> Result<Vec<u64>, LogError> {
+        let _turn = self.write_turn();
         let mut batch = sled::Batch::default();
         let mut seqs = Vec::with_capacity(entries.len());
         for entry in entries {
@@ -158,14 +167,17 @@ impl EventLog {
     pub async fn flush(&self) -> Result<(), LogError> {
         // On tokio's blocking pool rather than sled's `flush_async`, whose own thread pool
         // can leave concurrent flushes waiting for ever.
-        let tree = self.tree.clone();
-        tokio::task::spawn_blocking(move || tree.flush())
-            .await
-            .map_err(|_| LogError::Io {
-                action: "flush",
-                source: sled::Error::ReportableBug("flush task panicked".into()),
-            })?
-            .map_err(io("flush"))?;
+        let (tree, gate) = (self.tree.clone(), self.gate.clone());
+        tokio::task::spawn_blocking(move || {
+            let _turn = gate.lock().unwrap_or_else(|e| e.into_inner());
+            tree.flush()
+        })
+        .await
+        .map_err(|_| LogError::Io {
+            action: "flush",
+            source: sled::Error::ReportableBug("flush task panicked".into()),
+        })?
+        .map_err(io("flush"))?;
         Ok(())
     }
 
@@ -175,6 +187,7 @@ impl EventLog {
         for &seq in seqs {
             batch.remove(&key(PENDING, seq));
         }
+        let _turn = self.write_turn();
         self.tree
             .apply_batch(batch)
             .map_err(io("mark published in"))
@@ -252,6 +265,7 @@ impl EventLog {
         if let Some(seq) = stream_seq {
             batch.insert(LEDGER_SEQ, &seq.to_be_bytes());
         }
+        let _turn = self.write_turn();
         self.tree
             .apply_batch(batch)
             .map_err(io("save the ledger in"))
@@ -288,6 +302,11 @@ impl EventLog {
             _ => 0,
         };
         Ok((out, seq))
+    }
+
+    fn write_turn(&self) -> std::sync::MutexGuard<'_, ()> {
+        // Nothing the gate guards can be left half done by a panic: sled's batches are atomic.
+        self.gate.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn size_on_disk(&self) -> u64 {

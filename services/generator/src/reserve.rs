@@ -11,7 +11,7 @@ use common::{subjects, Event, Format};
 use tracing::instrument;
 
 use crate::ledger::{Plan, Range};
-use crate::log::Entry;
+use crate::log::{Entry, StoredRange};
 use crate::Shared;
 
 /// How long a loser of the compare-and-set waits for the follower to fold the winner.
@@ -118,8 +118,36 @@ pub async fn reserve(
                         payload,
                     };
                     shared.log.append(req.task_id, &[entry], false)?;
+                    if shared.single_replica {
+                        // Serialised by the server: every earlier reservation of the model is
+                        // at or below `expected`, all folded and disjoint from ours, so the
+                        // fold will grant it; no need to wait for the follower.
+                        let range = Range {
+                            first,
+                            last,
+                            task: req.task_id,
+                        };
+                        let granted = shared.ledger.write().expect("ledger lock poisoned").apply(
+                            model,
+                            ack.sequence,
+                            range,
+                        );
+                        if granted {
+                            let stored = StoredRange {
+                                first,
+                                last,
+                                task: req.task_id,
+                                seq: ack.sequence,
+                            };
+                            shared
+                                .log
+                                .save_ledger(&[(model.to_owned(), stored)], None)?;
+                        }
+                    }
                 }
-                wait_for_follower(shared, model, ack.sequence).await?;
+                if !shared.single_replica || ack.duplicate {
+                    wait_for_follower(shared, model, ack.sequence).await?;
+                }
                 let held = shared
                     .ledger
                     .read()
