@@ -36,8 +36,12 @@ impl CheckDigit {
         (self != CheckDigit::None).then(|| check_from_sum(self.sum(digits)))
     }
 
-    /// The weighted sum the check digit is taken from.
+    /// The weighted sum the check digit is taken from (0 without a check digit, whose model
+    /// code need not be digits).
     fn sum(self, digits: &[u8]) -> u32 {
+        if self == CheckDigit::None {
+            return 0;
+        }
         digits
             .iter()
             .rev()

@@ -177,6 +177,23 @@ mod tests {
     }
 
     #[test]
+    fn range_of_a_model_code_with_letters_and_punctuation() {
+        // No check digit for such codes (requests are refused), so only the plain form.
+        for (model, width, first, count) in [("A-7", 8, 1, 25), ("a_B-", 2, 0, 120)] {
+            let f = SerialFormatter::new(
+                model,
+                Format {
+                    width,
+                    check_digit: CheckDigit::None,
+                },
+            );
+            let mut fast = b"prefix:".to_vec();
+            f.write_range(first, count, b"\n", &mut fast);
+            assert_eq!(fast, one_by_one(&f, first, count, b"\n"), "{model}");
+        }
+    }
+
+    #[test]
     fn range_at_the_width_limit() {
         assert_range_matches("X", MAX_WIDTH, u64::MAX - 10, 11);
         assert_range_matches("X", MAX_WIDTH, 9_999_999_999_999_999_990, 11);
