@@ -2,6 +2,7 @@
 //! runs each as a task, and acks only after the task's last event was acknowledged.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use async_nats::jetstream::{AckKind, Message};
 use common::events::{codes, EventData, GenerateRequested};
 use common::request::valid_model;
 use common::{subjects, Event};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -87,7 +88,13 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             let turn = shared.reserve_turn.clone().lock_owned().await;
             let (shared, held, cancel) = (shared.clone(), held.clone(), cancel.clone());
             tasks.spawn(async move {
-                handle(&shared, req, &delivery, turn, &cancel).await;
+                let run = AssertUnwindSafe(handle(&shared, req, &delivery, turn, &cancel));
+                if run.catch_unwind().await.is_err() {
+                    // A bug, not the request's fault as far as anyone knows: hand it back, so
+                    // it is retried and, past its deliveries, ends in FAILURE.
+                    tracing::error!(task_id = %delivery.task, "task panicked; handing the request back");
+                    let _ = delivery.current().ack_with(AckKind::Nak(None)).await;
+                }
                 held.release(&delivery);
                 drop(permit);
             });
