@@ -2,6 +2,7 @@
 //! context carried in NATS headers and CloudEvents.
 
 use std::fmt;
+use std::io::IsTerminal;
 
 use async_nats::HeaderMap;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
@@ -52,7 +53,11 @@ pub fn init(default_service: &str, args: &TelemetryArgs) -> anyhow::Result<Telem
 
     let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
     match args.log_format {
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init()?,
+        // Colour only for a terminal: escape codes in a file or a pipe are noise, and cost
+        // time on every span's fields.
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_ansi(std::io::stdout().is_terminal()))
+            .try_init()?,
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
