@@ -18,9 +18,13 @@ use crate::Shared;
 pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut delay = Duration::from_millis(100);
     while !cancel.is_cancelled() {
+        let from = *shared.ledger_pos.borrow();
         match follow(&shared, &cancel).await {
             Ok(()) => return,
             Err(e) => {
+                if *shared.ledger_pos.borrow() > from {
+                    delay = Duration::from_millis(100);
+                }
                 tracing::warn!(error = %e, retry_in = ?delay, "ledger follower interrupted");
                 tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -37,6 +41,10 @@ async fn follow(shared: &Shared, cancel: &CancellationToken) -> anyhow::Result<(
     connections.borrow_and_update();
     let start = *shared.ledger_pos.borrow() + 1;
     let stream = shared.js.get_stream_no_info(subjects::STREAM).await?;
+    let replicas = stream.get_info().await?.config.num_replicas;
+    shared
+        .single_replica
+        .store(replicas <= 1, Ordering::Relaxed);
     let mut consumer = stream
         .create_consumer(OrderedConfig {
             filter_subject: subjects::ALL_RESERVATIONS.to_owned(),

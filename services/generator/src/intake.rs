@@ -82,6 +82,8 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             };
             // A redelivery of a request still running here (its ack wait ran out while NATS
             // was unreachable) joins that run instead of starting a second one.
+            // Ours from now on: restart its ack wait before queueing for the reservation turn.
+            let _ = msg.ack_with(AckKind::Progress).await;
             let Some(delivery) = held.take(req.task_id, msg) else {
                 continue;
             };
@@ -109,11 +111,12 @@ async fn open(shared: &Shared) -> anyhow::Result<pull::Stream> {
     let consumer: async_nats::jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(subjects::GENERATOR_CONSUMER, consumer_config(shared))
         .await?;
-    // Pull no more than can run at once: a request waiting in a local buffer would see its
-    // ack wait run out and spend a delivery without being worked on.
+    // Pull one request at a time, and only when there is room to run it (see `run`): a
+    // request waiting in a local buffer would see its ack wait run out and spend a delivery
+    // without being worked on, and would be kept from other replicas meanwhile.
     Ok(consumer
         .stream()
-        .max_messages_per_batch(shared.work.concurrency.max(1))
+        .max_messages_per_batch(1)
         .messages()
         .await?)
 }
@@ -164,8 +167,8 @@ impl Delivery {
     async fn keep_alive(&self, ack_wait: Duration) -> std::convert::Infallible {
         let every = (ack_wait / 3).max(Duration::from_millis(100));
         loop {
-            tokio::time::sleep(every).await;
             let _ = self.current().ack_with(AckKind::Progress).await;
+            tokio::time::sleep(every).await;
         }
     }
 }

@@ -49,7 +49,9 @@ pub(crate) struct Shared {
     pub follower_stalled: tokio::sync::Notify,
     /// The stream has one replica: its compare-and-set is checked and stored under one lock,
     /// so an accepted reservation is granted at once (see `reserve`).
-    pub single_replica: bool,
+    /// Read again whenever the follower (re)starts, so a stream edited to more replicas is
+    /// noticed.
+    pub single_replica: AtomicBool,
     /// This replica's turn to reserve: taken by the intake loop in delivery order (tokio's
     /// mutex is FIFO) and released once the task has its range, so one replica reserves in
     /// the order requests arrived. Replicas are serialised by JetStream's compare-and-set.
@@ -109,7 +111,7 @@ impl Application {
             ledger_pos: watch::Sender::new(pos),
             ledger_ready: AtomicBool::new(false),
             follower_stalled: tokio::sync::Notify::new(),
-            single_replica: replicas <= 1,
+            single_replica: AtomicBool::new(replicas <= 1),
             reserve_turn: Arc::new(tokio::sync::Mutex::new(())),
             max_count: config.max_count,
             work: config.work,

@@ -130,7 +130,12 @@ impl EventLog {
             path: dir.display().to_string(),
             source,
         };
-        let db = sled::Config::new().path(dir).open().map_err(open)?;
+        // No background flusher: flushes happen only through `flush`, in turn with writes.
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .open()
+            .map_err(open)?;
         let tree = db.open_tree("log").map_err(open)?;
         Ok(EventLog {
             db,
@@ -147,20 +152,21 @@ impl EventLog {
         entries: &[Entry],
         pending: bool,
     ) -> Result<Vec<u64>, LogError> {
-        let _turn = self.write_turn();
-        let mut batch = sled::Batch::default();
-        let mut seqs = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let seq = self.db.generate_id().map_err(io("number an entry of"))?;
-            batch.insert(&key(EVENT, seq), entry.encode());
-            if pending {
-                batch.insert(&key(PENDING, seq), &[]);
+        self.write(|| {
+            let mut batch = sled::Batch::default();
+            let mut seqs = Vec::with_capacity(entries.len());
+            for entry in entries {
+                let seq = self.db.generate_id().map_err(io("number an entry of"))?;
+                batch.insert(&key(EVENT, seq), entry.encode());
+                if pending {
+                    batch.insert(&key(PENDING, seq), &[]);
+                }
+                batch.insert(&task_key(task, seq), &[]);
+                seqs.push(seq);
             }
-            batch.insert(&task_key(task, seq), &[]);
-            seqs.push(seq);
-        }
-        self.tree.apply_batch(batch).map_err(io("append to"))?;
-        Ok(seqs)
+            self.tree.apply_batch(batch).map_err(io("append to"))?;
+            Ok(seqs)
+        })
     }
 
     /// Makes everything appended so far durable.
@@ -187,10 +193,11 @@ impl EventLog {
         for &seq in seqs {
             batch.remove(&key(PENDING, seq));
         }
-        let _turn = self.write_turn();
-        self.tree
-            .apply_batch(batch)
-            .map_err(io("mark published in"))
+        self.write(|| {
+            self.tree
+                .apply_batch(batch)
+                .map_err(io("mark published in"))
+        })
     }
 
     /// Entries logged but never acknowledged, in log order.
@@ -265,10 +272,11 @@ impl EventLog {
         if let Some(seq) = stream_seq {
             batch.insert(LEDGER_SEQ, &seq.to_be_bytes());
         }
-        let _turn = self.write_turn();
-        self.tree
-            .apply_batch(batch)
-            .map_err(io("save the ledger in"))
+        self.write(|| {
+            self.tree
+                .apply_batch(batch)
+                .map_err(io("save the ledger in"))
+        })
     }
 
     /// The ledger snapshot and the stream position it reflects.
@@ -304,9 +312,18 @@ impl EventLog {
         Ok((out, seq))
     }
 
-    fn write_turn(&self) -> std::sync::MutexGuard<'_, ()> {
-        // Nothing the gate guards can be left half done by a panic: sled's batches are atomic.
-        self.gate.lock().unwrap_or_else(|e| e.into_inner())
+    /// Runs one write in its turn on the gate. A write may wait for a flush: on the
+    /// multi-threaded runtime this thread first hands its other tasks to another one.
+    /// Nothing the gate guards can be left half done by a panic: sled's batches are atomic.
+    fn write<T>(&self, f: impl FnOnce() -> T) -> T {
+        let turn = || {
+            let _turn = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+            f()
+        };
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(turn),
+            _ => turn(),
+        }
     }
 
     pub fn size_on_disk(&self) -> u64 {

@@ -3,6 +3,7 @@
 //! JetStream serialises competing replicas; the loser catches up and plans again. The caller
 //! holds this replica's reservation turn.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream::context::PublishErrorKind;
@@ -118,7 +119,7 @@ pub async fn reserve(
                         payload,
                     };
                     shared.log.append(req.task_id, &[entry], false)?;
-                    if shared.single_replica {
+                    if shared.single_replica.load(Ordering::Relaxed) {
                         // Serialised by the server: every earlier reservation of the model is
                         // at or below `expected`, all folded and disjoint from ours, so the
                         // fold will grant it; no need to wait for the follower.
@@ -145,7 +146,7 @@ pub async fn reserve(
                         }
                     }
                 }
-                if !shared.single_replica || ack.duplicate {
+                if !shared.single_replica.load(Ordering::Relaxed) || ack.duplicate {
                     wait_for_follower(shared, model, ack.sequence).await?;
                 }
                 let held = shared
@@ -205,11 +206,15 @@ async fn last_ledger_seq(shared: &Shared, model: &str) -> Result<u64, ReserveErr
 /// ledger subject is at least there.
 async fn wait_for_follower(shared: &Shared, model: &str, seq: u64) -> Result<(), ReserveError> {
     let mut rx = shared.ledger_pos.subscribe();
+    let before = *rx.borrow_and_update();
     let caught_up = tokio::time::timeout(CATCH_UP, rx.wait_for(|pos| *pos >= seq))
         .await
         .is_ok_and(|r| r.is_ok());
     if !caught_up {
-        shared.follower_stalled.notify_one();
+        // Behind but moving is a follower catching up; not moving at all, a lost consumer.
+        if *shared.ledger_pos.borrow() == before {
+            shared.follower_stalled.notify_one();
+        }
         return Err(ReserveError::CatchUp(seq));
     }
     shared

@@ -105,9 +105,13 @@ pub async fn run(
 ) {
     let mut delay = Duration::from_millis(100);
     while !cancel.is_cancelled() {
+        let from = projection.position();
         match follow(&projection, &js, &mut connections, &cancel).await {
             Ok(()) => return,
             Err(e) => {
+                if projection.position() > from {
+                    delay = Duration::from_millis(100);
+                }
                 tracing::warn!(error = %e, retry_in = ?delay, "projection interrupted");
                 tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -144,20 +148,27 @@ async fn follow(
     let mut last_report = Instant::now();
     let mut watchdog =
         tokio::time::interval_at(tokio::time::Instant::now() + STALL_CHECK, STALL_CHECK);
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut quiet = true;
+    // The stream's last sequence at the previous quiet check, not yet reached.
+    let mut behind: Option<u64> = None;
     loop {
         let msg = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             _ = connections.changed() => anyhow::bail!("reconnected to NATS"),
             _ = watchdog.tick() => {
-                // Nothing arrived for a while: fine if there is nothing new, a consumer lost
-                // with its server (a cluster node gone) otherwise.
-                if std::mem::replace(&mut quiet, true) {
-                    let last = stream.get_info().await?.state.last_sequence;
-                    if last > projection.position() {
-                        anyhow::bail!("no event since {} of {last}", projection.position());
-                    }
+                // Nothing arrived for a whole check: fine if there is nothing new. Events that
+                // were already stored at the previous quiet check and still have not arrived
+                // mean a consumer lost with its server (a cluster node gone).
+                if !std::mem::replace(&mut quiet, true) {
+                    behind = None;
+                    continue;
                 }
+                if let Some(last) = behind.filter(|&last| projection.position() < last) {
+                    anyhow::bail!("no event since {} of {last}", projection.position());
+                }
+                let last = stream.get_info().await?.state.last_sequence;
+                behind = (last > projection.position()).then_some(last);
                 continue;
             }
             m = messages.next() => m,
