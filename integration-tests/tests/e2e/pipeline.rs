@@ -394,9 +394,21 @@ async fn nats_outage_gives_503_and_the_gateway_recovers_alone() {
     let before = submit(&gw, json!({"code_model":"OUT","count":5})).await;
     assert_eq!(finished(&gw, &before, T).await["state"], "SUCCESS");
 
+    // A POST sent as NATS goes away may be stored later (the client sends what it buffered
+    // once reconnected) although it was answered 503: retried with the same key, it is one
+    // task either way.
+    let post_keyed = || async {
+        gw.http
+            .post(gw.url("/generate_sn"))
+            .header("idempotency-key", "outage")
+            .json(&json!({"code_model":"OUT","count":5}))
+            .send()
+            .await
+            .unwrap()
+    };
     nats.stop();
     let r = wait_for("a 503 while NATS is down", T, || async {
-        let r = post(&gw, &json!({"code_model":"OUT","count":5})).await;
+        let r = post_keyed().await;
         (r.status() != 202).then_some(r)
     })
     .await;
@@ -407,7 +419,7 @@ async fn nats_outage_gives_503_and_the_gateway_recovers_alone() {
 
     nats.start();
     let after = wait_for("a 202 once NATS is back", T, || async {
-        let r = post(&gw, &json!({"code_model":"OUT","count":5})).await;
+        let r = post_keyed().await;
         (r.status() == 202).then_some(r)
     })
     .await;
@@ -421,6 +433,16 @@ async fn nats_outage_gives_503_and_the_gateway_recovers_alone() {
         view["number"], 6,
         "the model's next free range after the outage"
     );
+    let list: Value = gw
+        .http
+        .get(gw.url("/tasks?code_model=OUT"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 2, "{list}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,12 @@ pub enum ApiError {
     IdempotencyMismatch(String),
     #[error("NATS is unreachable, try again shortly")]
     Unavailable,
+    /// Sent, but no acknowledgement came back: it may still have been stored.
+    #[error(
+        "NATS did not acknowledge the request in time; it may still be stored, so retry with \
+         the same Idempotency-Key to be sure of one task"
+    )]
+    Unconfirmed,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -41,7 +47,7 @@ impl ApiError {
             ApiError::Unprocessable { .. } | ApiError::IdempotencyMismatch(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::Unconfirmed => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -56,7 +62,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unprocessable { .. } => "invalid_field",
             ApiError::IdempotencyMismatch(_) => "idempotency_key_reused",
-            ApiError::Unavailable => "unavailable",
+            ApiError::Unavailable | ApiError::Unconfirmed => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -75,7 +81,7 @@ impl IntoResponse for ApiError {
         }
         let mut response = (status, Json(body)).into_response();
         match self {
-            ApiError::Unavailable => {
+            ApiError::Unavailable | ApiError::Unconfirmed => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -65,7 +65,7 @@ pub async fn submit(state: &AppState, event: &Event) -> Result<Accepted, ApiErro
             BrokerError::Disconnected => ApiError::Unavailable,
             BrokerError::Other(m) => {
                 tracing::warn!(error = %m, "publish not acknowledged");
-                ApiError::Unavailable
+                ApiError::Unconfirmed
             }
         })
     };
