@@ -130,12 +130,7 @@ impl EventLog {
             path: dir.display().to_string(),
             source,
         };
-        // No background flusher: flushes happen only through `flush`, in turn with writes.
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(None)
-            .open()
-            .map_err(open)?;
+        let db = sled::Config::new().path(dir).open().map_err(open)?;
         let tree = db.open_tree("log").map_err(open)?;
         Ok(EventLog {
             db,
@@ -312,18 +307,11 @@ impl EventLog {
         Ok((out, seq))
     }
 
-    /// Runs one write in its turn on the gate. A write may wait for a flush: on the
-    /// multi-threaded runtime this thread first hands its other tasks to another one.
-    /// Nothing the gate guards can be left half done by a panic: sled's batches are atomic.
+    /// Runs one write in its turn on the gate. Nothing the gate guards can be left half done
+    /// by a panic: sled's batches are atomic.
     fn write<T>(&self, f: impl FnOnce() -> T) -> T {
-        let turn = || {
-            let _turn = self.gate.lock().unwrap_or_else(|e| e.into_inner());
-            f()
-        };
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(turn),
-            _ => turn(),
-        }
+        let _turn = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        f()
     }
 
     pub fn size_on_disk(&self) -> u64 {
