@@ -80,10 +80,10 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             let Some(req) = decode(&msg).await else {
                 continue;
             };
-            // A redelivery of a request still running here (its ack wait ran out while NATS
-            // was unreachable) joins that run instead of starting a second one.
             // Ours from now on: restart its ack wait before queueing for the reservation turn.
             let _ = msg.ack_with(AckKind::Progress).await;
+            // A redelivery of a request still running here (its ack wait ran out while NATS
+            // was unreachable) joins that run instead of starting a second one.
             let Some(delivery) = held.take(req.task_id, msg) else {
                 continue;
             };
