@@ -291,7 +291,10 @@ impl GeneratedBatch<'_> {
     /// Encodes the batch as the same JSON `Event::to_json` would give for it. Model codes and
     /// serials are `[A-Za-z0-9_-]`, so they are written without escaping; the serials go in
     /// as one range (`"a","b",...`), each made from the one before.
-    pub fn encode(&self, time: OffsetDateTime, out: &mut Vec<u8>) {
+    ///
+    /// Returns where the serials sit in `out` (the items between the array's brackets), so a
+    /// log can keep the batch without them and write them again with [`write_serials`].
+    pub fn encode(&self, time: OffsetDateTime, out: &mut Vec<u8>) -> std::ops::Range<usize> {
         use std::io::Write;
         let ts = time
             .format(&time::format_description::well_known::Rfc3339)
@@ -314,13 +317,21 @@ impl GeneratedBatch<'_> {
             r#""data":{{"task_id":"{}","code_model":"{}","batch":{},"first_number":{},"count":{},"serials":["#,
             self.task_id, self.code_model, self.batch, self.first_number, self.count
         );
-        if self.count > 0 {
-            out.push(b'"');
-            self.formatter
-                .write_range(self.first_number, self.count, b"\",\"", out);
-            out.push(b'"');
-        }
+        let start = out.len();
+        write_serials(self.formatter, self.first_number, self.count, out);
+        let serials = start..out.len();
         out.extend_from_slice(b"]}}");
+        serials
+    }
+}
+
+/// Writes `count` serials from `first` on as the items of a JSON array (`"a","b",...`), the
+/// way a generated event carries them.
+pub fn write_serials(formatter: &SerialFormatter, first: u64, count: u64, out: &mut Vec<u8>) {
+    if count > 0 {
+        out.push(b'"');
+        formatter.write_range(first, count, b"\",\"", out);
+        out.push(b'"');
     }
 }
 

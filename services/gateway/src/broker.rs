@@ -9,6 +9,7 @@ use common::{subjects, Event};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::StreamExt;
+use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -117,7 +118,28 @@ impl Broker for NatsBroker {
                     }
                 },
             );
-            Ok(batches.boxed())
+            Ok(run_ahead(batches.boxed(), 4))
         })
     }
+}
+
+/// Drives `stream` on a task of its own, up to `depth` items ahead of its reader, so making
+/// the next item (a round trip to NATS, rendering a batch) overlaps with using this one. The
+/// task ends with the stream, or at its next item once the reader is gone.
+pub fn run_ahead<T: Send + 'static>(
+    mut stream: BoxStream<'static, T>,
+    depth: usize,
+) -> BoxStream<'static, T> {
+    let (tx, rx) = tokio::sync::mpsc::channel(depth.max(1));
+    tokio::spawn(
+        async move {
+            while let Some(item) = stream.next().await {
+                if tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+        }
+        .in_current_span(),
+    );
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) }).boxed()
 }

@@ -1,15 +1,19 @@
 //! The append-only event log in sled: the only module that touches sled.
 //!
 //! One tree, keys prefixed so one `apply_batch` is atomic across what must change together:
-//! - `e` + seq (u64 BE) -> entry (the event as published: subject + CloudEvent JSON);
+//! - `e` + seq (u64 BE) -> entry (the event as published: subject + CloudEvent JSON; a
+//!   generated batch without its serials, which are written again from its range when read);
 //!   big-endian keys make key order log order.
 //! - `p` + seq -> ()  : logged but not yet acknowledged by JetStream (the outbox).
 //! - `t` + task (16 bytes) + seq -> ()  : every entry of a task, for resume and replay.
 //! - `l` + model + 0 + first (u64 BE) -> last (u64 BE) + task (16 bytes): the ledger snapshot.
 //! - `m` + name -> u64 BE : small counters (the ledger's stream position).
 
+use std::ops::Range;
 use std::path::Path;
 
+use common::events::write_serials;
+use common::serial::{CheckDigit, Format, SerialFormatter};
 use uuid::Uuid;
 
 const EVENT: u8 = b'e';
@@ -48,39 +52,149 @@ pub struct Entry {
     pub subject: String,
     pub id: String,
     pub payload: bytes::Bytes,
+    /// Set for a generated batch: where its serials sit in `payload`, and how to write them
+    /// again. The log then stores the batch without them (a few hundred bytes instead of a
+    /// few hundred KiB), and reading it back gives the same payload byte for byte.
+    pub serials: Option<SerialsAt>,
+}
+
+/// The serials of a generated batch, as a position in its payload and the range they render.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialsAt {
+    /// The bytes between the event's `"serials":[` and `]`.
+    pub bytes: Range<usize>,
+    pub code_model: String,
+    pub format: Format,
+    pub first: u64,
+    pub count: u64,
+}
+
+/// Marks an entry stored without its serials. A stored CloudEvent starts with `{`.
+const WITHOUT_SERIALS: u8 = 1;
+/// A batch holds far fewer; more means the entry is corrupt, not that memory should be spent.
+const MAX_LOGGED_BATCH: u64 = 1 << 20;
+
+fn put_str(v: &mut Vec<u8>, field: &str) {
+    v.extend_from_slice(&(field.len() as u16).to_be_bytes());
+    v.extend_from_slice(field.as_bytes());
+}
+
+fn check_code(c: CheckDigit) -> u8 {
+    match c {
+        CheckDigit::None => 0,
+        CheckDigit::Gs1 => 1,
+        CheckDigit::Luhn => 2,
+    }
+}
+
+/// Reads a stored entry front to back; every read past the end is `Corrupt`.
+struct Reader<'a> {
+    rest: &'a [u8],
+    seq: u64,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], LogError> {
+        if self.rest.len() < n {
+            return Err(LogError::Corrupt(self.seq));
+        }
+        let (head, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, LogError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u64(&mut self) -> Result<u64, LogError> {
+        Ok(seq_of(self.take(8)?))
+    }
+
+    fn str(&mut self) -> Result<String, LogError> {
+        let len = self.take(2)?;
+        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        let text = self.take(len)?;
+        std::str::from_utf8(text)
+            .map(str::to_owned)
+            .map_err(|_| LogError::Corrupt(self.seq))
+    }
 }
 
 impl Entry {
     fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(4 + self.subject.len() + self.id.len() + self.payload.len());
-        for field in [&self.subject, &self.id] {
-            v.extend_from_slice(&(field.len() as u16).to_be_bytes());
-            v.extend_from_slice(field.as_bytes());
-        }
-        v.extend_from_slice(&self.payload);
+        let mut v = Vec::with_capacity(64 + self.subject.len() + self.id.len());
+        put_str(&mut v, &self.subject);
+        put_str(&mut v, &self.id);
+        let Some(s) = &self.serials else {
+            v.extend_from_slice(&self.payload);
+            return v;
+        };
+        v.push(WITHOUT_SERIALS);
+        v.push(s.format.width);
+        v.push(check_code(s.format.check_digit));
+        v.extend_from_slice(&s.first.to_be_bytes());
+        v.extend_from_slice(&s.count.to_be_bytes());
+        put_str(&mut v, &s.code_model);
+        v.extend_from_slice(&(s.bytes.start as u64).to_be_bytes());
+        v.extend_from_slice(&self.payload[..s.bytes.start]);
+        v.extend_from_slice(&self.payload[s.bytes.end..]);
         v
     }
 
     fn decode(seq: u64, raw: &[u8]) -> Result<Entry, LogError> {
         let corrupt = || LogError::Corrupt(seq);
-        let mut rest = raw;
-        let mut field = || -> Result<String, LogError> {
-            let len = rest
-                .get(..2)
-                .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
-            let text = rest
-                .get(2..2 + len.ok_or_else(corrupt)?)
-                .ok_or_else(corrupt)?;
-            let text = std::str::from_utf8(text).map_err(|_| corrupt())?.to_owned();
-            rest = &rest[2 + text.len()..];
-            Ok(text)
+        let mut r = Reader { rest: raw, seq };
+        let subject = r.str()?;
+        let id = r.str()?;
+        if r.rest.first() != Some(&WITHOUT_SERIALS) {
+            return Ok(Entry {
+                subject,
+                id,
+                payload: bytes::Bytes::copy_from_slice(r.rest),
+                serials: None,
+            });
+        }
+        r.take(1)?;
+        let width = r.u8()?;
+        let check_digit = match r.u8()? {
+            0 => CheckDigit::None,
+            1 => CheckDigit::Gs1,
+            2 => CheckDigit::Luhn,
+            _ => return Err(corrupt()),
         };
-        let subject = field()?;
-        let id = field()?;
+        let format = Format { width, check_digit };
+        let (first, count) = (r.u64()?, r.u64()?);
+        let code_model = r.str()?;
+        let head = usize::try_from(r.u64()?).map_err(|_| corrupt())?;
+        let head = r.take(head)?;
+        let tail = r.rest;
+        if !(1..=20).contains(&width)
+            || count > MAX_LOGGED_BATCH
+            || first.checked_add(count).is_none()
+        {
+            return Err(corrupt());
+        }
+        let formatter = SerialFormatter::new(&code_model, format);
+        let serial_len = format.serial_len(&code_model);
+        let mut payload =
+            Vec::with_capacity(head.len() + tail.len() + count as usize * (serial_len + 3));
+        payload.extend_from_slice(head);
+        let start = payload.len();
+        write_serials(&formatter, first, count, &mut payload);
+        let bytes = start..payload.len();
+        payload.extend_from_slice(tail);
         Ok(Entry {
             subject,
             id,
-            payload: bytes::Bytes::copy_from_slice(rest),
+            payload: payload.into(),
+            serials: Some(SerialsAt {
+                bytes,
+                code_model,
+                format,
+                first,
+                count,
+            }),
         })
     }
 }
@@ -328,6 +442,7 @@ mod tests {
             subject: s.into(),
             id: format!("id-{s}"),
             payload: bytes::Bytes::from(format!("{{\"x\":\"{s}\"}}")),
+            serials: None,
         }
     }
 
@@ -361,6 +476,91 @@ mod tests {
             .map(|(_, e)| e)
             .collect();
         assert_eq!(mine, [entry("a"), entry("b")]);
+    }
+
+    fn batch(format: Format, first: u64, count: u64) -> Entry {
+        let task = Uuid::new_v4();
+        let formatter = SerialFormatter::new("0111", format);
+        let b = common::events::GeneratedBatch {
+            source: "/sn/generator",
+            task_id: task,
+            code_model: "0111",
+            batch: 3,
+            first_number: first,
+            count,
+            formatter: &formatter,
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        };
+        let mut payload = Vec::new();
+        let bytes = b.encode(time::OffsetDateTime::now_utc(), &mut payload);
+        Entry {
+            subject: common::subjects::generated("0111", task),
+            id: b.id(),
+            payload: payload.into(),
+            serials: Some(SerialsAt {
+                bytes,
+                code_model: "0111".into(),
+                format,
+                first,
+                count,
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_stored_as_its_range_and_read_back_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let formats =
+            [CheckDigit::None, CheckDigit::Gs1, CheckDigit::Luhn].map(|check_digit| Format {
+                width: 6,
+                check_digit,
+            });
+        // Across a change of length (999,999 -> 1,000,000 overflows width 6), and empty.
+        let written: Vec<Entry> = formats
+            .iter()
+            .map(|&f| batch(f, 995_000, 10_000))
+            .chain([batch(Format::default(), 1, 0)])
+            .collect();
+        let task = Uuid::new_v4();
+        {
+            let log = EventLog::open(dir.path()).unwrap();
+            let seqs = log.append(task, &written, true).unwrap();
+            log.flush().await.unwrap();
+            for (seq, entry) in seqs.iter().zip(&written) {
+                let stored = log.tree.get(key(EVENT, *seq)).unwrap().unwrap();
+                assert!(
+                    stored.len() < 1024,
+                    "{} of {} bytes stored",
+                    stored.len(),
+                    entry.payload.len()
+                );
+            }
+        }
+        let log = EventLog::open(dir.path()).unwrap();
+        let read: Vec<Entry> = log.iter().map(|r| r.unwrap().1).collect();
+        assert_eq!(read, written);
+        assert!(read[0].payload.len() > 100_000);
+        let pending: Vec<Entry> = log.pending().unwrap().into_iter().map(|(_, e)| e).collect();
+        assert_eq!(pending, written);
+    }
+
+    #[test]
+    fn a_damaged_entry_reads_as_corrupt() {
+        let entry = batch(Format::default(), 1, 10);
+        let good = entry.encode();
+        let marker = 4 + entry.subject.len() + entry.id.len();
+        assert_eq!(good[marker], WITHOUT_SERIALS);
+        // Cut inside a field, or a count no batch has.
+        for cut in [1, marker + 5, marker + 25] {
+            assert!(matches!(
+                Entry::decode(9, &good[..cut]),
+                Err(LogError::Corrupt(9))
+            ));
+        }
+        let mut huge = good.clone();
+        let count = marker + 3 + 8;
+        huge[count..count + 8].copy_from_slice(&u64::MAX.to_be_bytes());
+        assert!(matches!(Entry::decode(9, &huge), Err(LogError::Corrupt(9))));
     }
 
     #[tokio::test]

@@ -117,6 +117,7 @@ pub async fn reserve(
                         subject: subjects::reserved(model),
                         id: event.id,
                         payload,
+                        serials: None,
                     };
                     shared.log.append(req.task_id, &[entry], false)?;
                     if shared.single_replica.load(Ordering::Relaxed) {

@@ -13,7 +13,7 @@ use common::{Event, GenerateSpec};
 use tokio_util::sync::CancellationToken;
 use tracing::{info_span, instrument, Instrument};
 
-use crate::log::Entry;
+use crate::log::{Entry, SerialsAt};
 use crate::outbox::{Outbox, OutboxError};
 use crate::reserve::{reserve, Reservation, ReserveError};
 use crate::Shared;
@@ -175,15 +175,22 @@ async fn generate(
                 traceparent: traceparent.as_deref(),
             };
             let id = b.id();
-            if let Some((seq, entry)) = done.get(id.as_str()) {
-                return Err((*seq, (*entry).clone()));
+            if let Some(&logged) = done.get(id.as_str()) {
+                return Err(logged);
             }
             let mut payload = Vec::with_capacity(count as usize * (formatter_len(req) + 3) + 512);
-            b.encode(time::OffsetDateTime::now_utc(), &mut payload);
+            let bytes = b.encode(time::OffsetDateTime::now_utc(), &mut payload);
             Ok(Entry {
                 subject: subject.clone(),
                 id,
                 payload: payload.into(),
+                serials: Some(SerialsAt {
+                    bytes,
+                    code_model: req.code_model.clone(),
+                    format: req.format,
+                    first: first_number,
+                    count,
+                }),
             })
         });
         match encoded {
@@ -191,7 +198,7 @@ async fn generate(
             // Logged before a crash: publish again only if never acknowledged.
             Err((seq, entry)) => {
                 if shared.log.is_pending(seq)? {
-                    outbox.send(seq, &entry).await?;
+                    outbox.send(seq, entry).await?;
                 }
                 continue;
             }
@@ -244,6 +251,7 @@ fn entry_of(event: &Event) -> Entry {
         subject: event.nats_subject(),
         id: event.id.clone(),
         payload: event.to_json().into(),
+        serials: None,
     }
 }
 

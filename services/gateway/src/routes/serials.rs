@@ -11,7 +11,7 @@ use common::events::BorrowedBatch;
 use futures::stream::{self, BoxStream};
 use futures::StreamExt;
 
-use crate::broker::BrokerError;
+use crate::broker::{run_ahead, BrokerError};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::projection::State as TaskState;
 use crate::routes::tasks::{find, parse_id};
@@ -176,8 +176,9 @@ pub async fn download(
         Form::Csv => Some(Bytes::from_static(b"serial,number\n")),
         _ => None,
     };
-    let body = stream::iter(header_line.map(Ok::<_, BrokerError>))
-        .chain(ordered_lines(source, batches, form));
+    // Rendered a couple of batches ahead of the socket, on a task of its own.
+    let lines = run_ahead(ordered_lines(source, batches, form).boxed(), 2);
+    let body = stream::iter(header_line.map(Ok::<_, BrokerError>)).chain(lines);
     let mut response = Body::from_stream(body).into_response();
     let h = response.headers_mut();
     h.insert(
