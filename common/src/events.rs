@@ -457,6 +457,49 @@ mod tests {
     }
 
     #[test]
+    fn a_borrowed_batch_reads_the_serials_json_gives_in_any_spelling() {
+        let f = SerialFormatter::new("A-7", Format::default());
+        let batch = GeneratedBatch {
+            source: "/sn/generator",
+            task_id: Uuid::new_v4(),
+            code_model: "A-7",
+            batch: 1,
+            first_number: 99_999_998,
+            count: 3,
+            formatter: &f,
+            traceparent: None,
+        };
+        let mut written = Vec::new();
+        batch.encode(OffsetDateTime::now_utc(), &mut written);
+        let b = BorrowedBatch::parse(&written).unwrap();
+        assert_eq!(b.serials, ["A-799999998", "A-799999999", "A-7100000000"]);
+        assert_eq!((b.batch, b.first_number), (1, 99_999_998));
+        let other = |serials: &str| {
+            format!(
+                r#"{{"type":"{}","data":{{"batch":0,"first_number":1,"serials":{serials}}}}}"#,
+                types::GENERATED
+            )
+        };
+        for (serials, want) in [
+            (r#"[]"#, vec![]),
+            (r#"[ "a" , "b" ]"#, vec!["a", "b"]),
+            (r#"["a","","b"]"#, vec!["a", "", "b"]),
+            (r#"["a b","c"]"#, vec!["a b", "c"]),
+        ] {
+            let json = other(serials);
+            assert_eq!(
+                BorrowedBatch::parse(json.as_bytes()).unwrap().serials,
+                want,
+                "{serials}"
+            );
+        }
+        // An escaped quote is never split at: the JSON parser reads it (and refuses to
+        // borrow what it would have to unescape).
+        assert!(BorrowedBatch::parse(other(r#"["a\",\"b"]"#).as_bytes()).is_err());
+        assert!(BorrowedBatch::parse(other(r#"["a","b""#).as_bytes()).is_err());
+    }
+
+    #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert!(Event::from_json(b"{").is_err());
         assert!(Event::from_json(br#"{"specversion":"1.0","id":"x","source":"s","type":"nope","time":"2026-01-01T00:00:00Z","data":{}}"#).is_err());
@@ -469,8 +512,41 @@ mod tests {
 pub struct BorrowedBatch<'a> {
     pub batch: u64,
     pub first_number: u64,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "borrowed_serials")]
     pub serials: Vec<&'a str>,
+}
+
+/// The serials array, split at its separators when it is written the way the generator
+/// writes it (no whitespace, nothing to unescape), else parsed as any JSON array.
+fn borrowed_serials<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<&'de str>, D::Error> {
+    let raw: &'de serde_json::value::RawValue = Deserialize::deserialize(d)?;
+    match split_plain(raw.get()) {
+        Some(serials) => Ok(serials),
+        None => serde_json::from_str(raw.get()).map_err(serde::de::Error::custom),
+    }
+}
+
+/// `["a","b",...]` of `[A-Za-z0-9_-]` strings, split without a JSON parser: each item taken
+/// here is exactly the string JSON would give for it. Anything else is `None`.
+fn split_plain(raw: &str) -> Option<Vec<&str>> {
+    let inner = raw.strip_prefix('[')?.strip_suffix(']')?;
+    if inner.is_empty() {
+        return Some(Vec::new());
+    }
+    let inner = inner.strip_prefix('"')?.strip_suffix('"')?;
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    let mut out = Vec::with_capacity(inner.len() / 16 + 1);
+    for serial in inner.split("\",\"") {
+        if !plain(serial) {
+            return None;
+        }
+        out.push(serial);
+    }
+    Some(out)
 }
 
 impl<'a> BorrowedBatch<'a> {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer::pull::OrderedConfig, consumer::DeliverPolicy};
+use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy};
 use common::nats::Connections;
 use common::{subjects, Event};
 use futures::StreamExt;
@@ -133,8 +133,11 @@ async fn follow(
     let start = projection.position() + 1;
     let stream = js.get_stream_no_info(subjects::STREAM).await?;
     let mut consumer = stream
+        // Pushed rather than pulled, and unfiltered (the stream holds only `sn.>`): a replay
+        // then never waits for a pull request, and the server skips subject matching. Both
+        // measured about 2x faster on a replay of 1,000,000 events (BENCHMARKS.md).
         .create_consumer(OrderedConfig {
-            filter_subject: subjects::ALL.to_owned(),
+            deliver_subject: js.client().new_inbox(),
             deliver_policy: DeliverPolicy::ByStartSequence {
                 start_sequence: start,
             },
