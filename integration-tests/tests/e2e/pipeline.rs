@@ -595,6 +595,11 @@ async fn generator_log_prints_every_event_and_both_services_stop_cleanly() {
             .collect::<Vec<_>>()
     };
     assert_eq!(ids(&lines), ids(&published));
+    // Batches are kept without their serials and written again when read: the same events.
+    assert!(
+        lines == published,
+        "the log's events differ from the published ones"
+    );
     assert_eq!(
         lines.len(),
         (1 + 3 + 1) + (1 + 1 + 1) + 1,

@@ -118,22 +118,31 @@ impl Broker for NatsBroker {
                     }
                 },
             );
-            Ok(run_ahead(batches.boxed(), 4))
+            Ok(run_ahead(batches.boxed(), 4, || {
+                Err(BrokerError::Other("reading the batches failed".into()))
+            }))
         })
     }
 }
 
 /// Drives `stream` on a task of its own, up to `depth` items ahead of its reader, so making
 /// the next item (a round trip to NATS, rendering a batch) overlaps with using this one. The
-/// task ends with the stream, or at its next item once the reader is gone.
+/// task ends with the stream or as soon as the reader is gone. Should the task panic, the
+/// reader gets `on_panic()` as the last item rather than an end that looks complete.
 pub fn run_ahead<T: Send + 'static>(
     mut stream: BoxStream<'static, T>,
     depth: usize,
+    on_panic: impl FnOnce() -> T + Send + 'static,
 ) -> BoxStream<'static, T> {
     let (tx, rx) = tokio::sync::mpsc::channel(depth.max(1));
-    tokio::spawn(
+    let producer = tokio::spawn(
         async move {
-            while let Some(item) = stream.next().await {
+            loop {
+                let item = tokio::select! {
+                    _ = tx.closed() => break,
+                    item = stream.next() => item,
+                };
+                let Some(item) = item else { break };
                 if tx.send(item).await.is_err() {
                     break;
                 }
@@ -141,5 +150,16 @@ pub fn run_ahead<T: Send + 'static>(
         }
         .in_current_span(),
     );
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) }).boxed()
+    let state = (rx, Some((producer, on_panic)));
+    futures::stream::unfold(state, |(mut rx, mut end)| async move {
+        if let Some(item) = rx.recv().await {
+            return Some((item, (rx, end)));
+        }
+        let (producer, on_panic) = end.take()?;
+        match producer.await {
+            Err(e) if e.is_panic() => Some((on_panic(), (rx, None))),
+            _ => None,
+        }
+    })
+    .boxed()
 }

@@ -59,7 +59,7 @@ pub struct WorkConfig {
     #[arg(long, env = "ACK_WAIT_SECS", default_value_t = 30)]
     pub ack_wait_secs: u64,
     /// Upper bound of serials per generated event (each event also stays under 256 KiB).
-    #[arg(long, env = "BATCH_SIZE", default_value_t = 16_384)]
+    #[arg(long, env = "BATCH_SIZE", default_value_t = 10_000)]
     pub batch_size: u64,
     /// Batches appended to the log per flush.
     #[arg(long, env = "BATCHES_PER_FLUSH", default_value_t = 8)]
@@ -75,7 +75,7 @@ impl Default for WorkConfig {
             concurrency: 16,
             max_deliver: 5,
             ack_wait_secs: 30,
-            batch_size: 16_384,
+            batch_size: 10_000,
             batches_per_flush: 8,
             max_inflight: 64,
         }

@@ -13,6 +13,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use common::events::write_serials;
+use common::request::valid_model;
 use common::serial::{CheckDigit, Format, SerialFormatter};
 use uuid::Uuid;
 
@@ -71,8 +72,9 @@ pub struct SerialsAt {
 
 /// Marks an entry stored without its serials. A stored CloudEvent starts with `{`.
 const WITHOUT_SERIALS: u8 = 1;
-/// A batch holds far fewer; more means the entry is corrupt, not that memory should be spent.
-const MAX_LOGGED_BATCH: u64 = 1 << 20;
+/// No event is larger (NATS's default message limit; batches stay under 256 KiB): an entry
+/// that would re-render to more is corrupt, and is not given the memory it asks for.
+const MAX_EVENT_BYTES: u128 = 1 << 20;
 
 fn put_str(v: &mut Vec<u8>, field: &str) {
     v.extend_from_slice(&(field.len() as u16).to_be_bytes());
@@ -169,14 +171,20 @@ impl Entry {
         let head = usize::try_from(r.u64()?).map_err(|_| corrupt())?;
         let head = r.take(head)?;
         let tail = r.rest;
-        if !(1..=20).contains(&width)
-            || count > MAX_LOGGED_BATCH
-            || first.checked_add(count).is_none()
+        // Only what the generator can have written: a valid model (all digits under a check
+        // digit), a width it accepts, numbers within u64, and a size an event can have.
+        let serial_len = format.serial_len(&code_model);
+        let digits_only = code_model.bytes().all(|b| b.is_ascii_digit());
+        let size = u128::from(count) * (serial_len as u128 + 3) + (head.len() + tail.len()) as u128;
+        if !valid_model(&code_model)
+            || (check_digit != CheckDigit::None && !digits_only)
+            || !(1..=20).contains(&width)
+            || u128::from(first) + u128::from(count) > u128::from(u64::MAX) + 1
+            || size > MAX_EVENT_BYTES
         {
             return Err(corrupt());
         }
         let formatter = SerialFormatter::new(&code_model, format);
-        let serial_len = format.serial_len(&code_model);
         let mut payload =
             Vec::with_capacity(head.len() + tail.len() + count as usize * (serial_len + 3));
         payload.extend_from_slice(head);
@@ -516,10 +524,18 @@ mod tests {
                 check_digit,
             });
         // Across a change of length (999,999 -> 1,000,000 overflows width 6), and empty.
+        let widest = Format {
+            width: 20,
+            check_digit: CheckDigit::None,
+        };
         let written: Vec<Entry> = formats
             .iter()
             .map(|&f| batch(f, 995_000, 10_000))
-            .chain([batch(Format::default(), 1, 0)])
+            // Empty, and the last numbers there are.
+            .chain([
+                batch(Format::default(), 1, 0),
+                batch(widest, u64::MAX - 2, 3),
+            ])
             .collect();
         let task = Uuid::new_v4();
         {
@@ -557,10 +573,21 @@ mod tests {
                 Err(LogError::Corrupt(9))
             ));
         }
-        let mut huge = good.clone();
         let count = marker + 3 + 8;
-        huge[count..count + 8].copy_from_slice(&u64::MAX.to_be_bytes());
+        let mut huge = good.clone();
+        huge[count..count + 8].copy_from_slice(&(1u64 << 20).to_be_bytes());
         assert!(matches!(Entry::decode(9, &huge), Err(LogError::Corrupt(9))));
+        // A check digit under a model that is not all digits, and a model no request has.
+        let mut lettered = batch(Format::default(), 1, 10);
+        lettered.serials.as_mut().unwrap().code_model = "A-7".into();
+        let mut bad = lettered.encode();
+        bad[marker + 2] = 1;
+        assert!(matches!(Entry::decode(9, &bad), Err(LogError::Corrupt(9))));
+        lettered.serials.as_mut().unwrap().code_model = "a b".into();
+        assert!(matches!(
+            Entry::decode(9, &lettered.encode()),
+            Err(LogError::Corrupt(9))
+        ));
     }
 
     #[tokio::test]

@@ -183,10 +183,15 @@ async fn follow(
         };
         let info = msg.info().map_err(|e| anyhow::anyhow!("{e}"))?;
         let (seq, pending) = (info.stream_sequence, info.pending);
-        match Event::from_json_without_serials(&msg.payload) {
+        // Folded already: a consumer the client recreated before its first message starts
+        // again from the stream's first event.
+        let folded = seq <= projection.position();
+        let decoded = (!folded).then(|| Event::from_json_without_serials(&msg.payload));
+        match decoded {
+            None => {}
             // A task's end, once live, gets a span in the task's trace; a replay and the
             // events in between are folded without one (no span per batch or per old event).
-            Ok(event) if projection.caught_up() && event.data.kind().is_final() => {
+            Some(Ok(event)) if projection.caught_up() && event.data.kind().is_final() => {
                 let span = tracing::info_span!(
                     "project",
                     otel.name = format!("process {}", msg.subject),
@@ -199,8 +204,8 @@ async fn follow(
                 common::telemetry::set_parent_from(&span, msg.headers.as_ref());
                 span.in_scope(|| projection.apply(seq, &event));
             }
-            Ok(event) => projection.apply(seq, &event),
-            Err(e) => {
+            Some(Ok(event)) => projection.apply(seq, &event),
+            Some(Err(e)) => {
                 tracing::warn!(seq, subject = %msg.subject, error = %e, "skipping an undecodable event");
                 projection.skip(seq);
             }

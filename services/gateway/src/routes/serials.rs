@@ -86,6 +86,40 @@ struct Reorder {
     waiting: BTreeMap<u64, Bytes>,
 }
 
+/// Checks that the batches, in order, are one run of numbers of the task's size: a batch
+/// that does not start where the one before ended (or a short total) fails the body.
+struct Continuity {
+    next_number: Option<u64>,
+    serials: u64,
+    count: u64,
+}
+
+impl Continuity {
+    fn take(&mut self, batch: &BorrowedBatch<'_>) -> Result<(), BrokerError> {
+        if let Some(expected) = self.next_number.filter(|&n| n != batch.first_number) {
+            return Err(BrokerError::Other(format!(
+                "batch {} starts at number {}, not {expected}",
+                batch.batch, batch.first_number
+            )));
+        }
+        let len = batch.serials.len() as u64;
+        self.next_number = batch.first_number.checked_add(len);
+        self.serials += len;
+        Ok(())
+    }
+
+    fn end(&self) -> Result<(), BrokerError> {
+        if self.serials == self.count {
+            Ok(())
+        } else {
+            Err(BrokerError::Other(format!(
+                "the batches hold {} serials, the task {}",
+                self.serials, self.count
+            )))
+        }
+    }
+}
+
 enum Slot {
     /// The batch is the next one: render it now.
     Now,
@@ -177,7 +211,16 @@ pub async fn download(
         _ => None,
     };
     // Rendered a couple of batches ahead of the socket, on a task of its own.
-    let lines = run_ahead(ordered_lines(source, batches, form).boxed(), 2);
+    let continuity = Continuity {
+        next_number: view.range.map(|(first, _)| first),
+        serials: 0,
+        count: view.count,
+    };
+    let lines = run_ahead(
+        ordered_lines(source, batches, continuity, form).boxed(),
+        2,
+        || Err(BrokerError::Other("rendering the serials failed".into())),
+    );
     let body = stream::iter(header_line.map(Ok::<_, BrokerError>)).chain(lines);
     let mut response = Body::from_stream(body).into_response();
     let h = response.headers_mut();
@@ -202,6 +245,7 @@ pub async fn download(
 fn ordered_lines(
     source: BoxStream<'static, Result<Bytes, BrokerError>>,
     total: u64,
+    continuity: Continuity,
     form: Form,
 ) -> impl futures::Stream<Item = Result<Bytes, BrokerError>> {
     let reorder = Reorder {
@@ -209,46 +253,113 @@ fn ordered_lines(
         total,
         waiting: BTreeMap::new(),
     };
-    stream::unfold(
-        (source, reorder),
-        move |(mut source, mut reorder)| async move {
-            if reorder.done() {
-                return None;
+    // `None` once the body has ended, with an error or whole.
+    let state = Some((source, reorder, continuity));
+    stream::unfold(state, move |state| async move {
+        let (mut source, mut reorder, mut continuity) = state?;
+        if reorder.done() {
+            return continuity.end().err().map(|e| (Err(e), None));
+        }
+        // Fails the body rather than ending it short or wrong, so a partial download never
+        // passes for a whole one.
+        let fail = |e| Some((Err(e), None));
+        loop {
+            let payload = match source.next().await {
+                Some(Ok(p)) => p,
+                Some(Err(e)) => return fail(e),
+                // Fewer batches than the completion counted.
+                None => {
+                    return fail(BrokerError::Other(format!(
+                        "batch {} is missing",
+                        reorder.next
+                    )))
+                }
+            };
+            let Ok(batch) = BorrowedBatch::parse(&payload) else {
+                continue;
+            };
+            if !matches!(reorder.place(batch.batch, &payload), Slot::Now) {
+                continue;
             }
-            loop {
-                let payload = match source.next().await {
-                    Some(Ok(p)) => p,
-                    Some(Err(e)) => return Some((Err(e), (source, reorder))),
-                    // Fewer batches than the completion counted: fail the body rather than
-                    // end it short, so a partial download never passes for a whole one.
-                    None => {
-                        let missing = format!("batch {} is missing", reorder.next);
-                        reorder.next = reorder.total;
-                        return Some((Err(BrokerError::Other(missing)), (source, reorder)));
-                    }
-                };
-                let Ok(batch) = BorrowedBatch::parse(&payload) else {
+            if let Err(e) = continuity.take(&batch) {
+                return fail(e);
+            }
+            let mut out = Vec::with_capacity(payload.len());
+            form.render(&batch, &mut out);
+            while let Some(p) = reorder.pop_ready() {
+                let Ok(b) = BorrowedBatch::parse(&p) else {
                     continue;
                 };
-                if !matches!(reorder.place(batch.batch, &payload), Slot::Now) {
-                    continue;
+                if let Err(e) = continuity.take(&b) {
+                    return fail(e);
                 }
-                let mut out = Vec::with_capacity(payload.len());
-                form.render(&batch, &mut out);
-                while let Some(p) = reorder.pop_ready() {
-                    if let Ok(b) = BorrowedBatch::parse(&p) {
-                        form.render(&b, &mut out);
-                    }
-                }
-                return Some((Ok(Bytes::from(out)), (source, reorder)));
+                form.render(&b, &mut out);
             }
-        },
-    )
+            let state = Some((source, reorder, continuity));
+            return Some((Ok(Bytes::from(out)), state));
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn batch(batch: u64, first_number: u64, serials: &[&str]) -> Bytes {
+        let event = serde_json::json!({
+            "type": common::events::types::GENERATED,
+            "data": {"batch": batch, "first_number": first_number, "serials": serials},
+        });
+        Bytes::from(event.to_string())
+    }
+
+    async fn lines(batches: Vec<Bytes>, total: u64, count: u64) -> Vec<Result<Bytes, String>> {
+        let continuity = Continuity {
+            next_number: Some(1),
+            serials: 0,
+            count,
+        };
+        let source = stream::iter(batches.into_iter().map(Ok)).boxed();
+        ordered_lines(source, total, continuity, Form::Text)
+            .map(|r| r.map_err(|e| e.to_string()))
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn batches_that_are_not_one_run_of_the_tasks_size_fail_the_body() {
+        // Whole, though out of order.
+        let whole = lines(
+            vec![batch(1, 3, &["c", "d"]), batch(0, 1, &["a", "b"])],
+            2,
+            4,
+        )
+        .await;
+        assert_eq!(whole, [Ok(Bytes::from("a\nb\nc\nd\n"))]);
+        // Batch 1 made with another batch size than batch 0: a gap.
+        let gap = lines(vec![batch(0, 1, &["a", "b"]), batch(1, 4, &["d"])], 2, 3).await;
+        assert_eq!(gap.len(), 2);
+        assert_eq!(gap[0], Ok(Bytes::from("a\nb\n")));
+        assert_eq!(gap[1], Err("batch 1 starts at number 4, not 3".into()));
+        // Fewer serials than the task counts.
+        let short = lines(vec![batch(0, 1, &["a"])], 1, 2).await;
+        assert_eq!(short.len(), 2);
+        assert!(short[1].is_err());
+    }
+
+    #[tokio::test]
+    async fn a_panic_ahead_of_the_reader_ends_the_stream_in_an_error() {
+        let items = stream::iter(0..3)
+            .map(|i| {
+                assert!(i < 2, "bad item");
+                Ok::<u32, String>(i)
+            })
+            .boxed();
+        let got: Vec<_> = run_ahead(items, 1, || Err("failed".to_owned()))
+            .collect()
+            .await;
+        assert_eq!(got, [Ok(0), Ok(1), Err("failed".to_owned())]);
+    }
 
     #[test]
     fn reorder_emits_in_order_once() {
