@@ -548,6 +548,45 @@ async fn a_killed_generator_finishes_a_million_serials_after_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_resumed_elsewhere_under_another_batch_size_keeps_its_batches() {
+    let nats = spawn_nats();
+    let (first_disk, second_disk) = (tempdir(), tempdir());
+    let mut first = spawn_generator(
+        &nats.url(),
+        first_disk.path(),
+        &[("ACK_WAIT_SECS", "3"), ("BATCH_SIZE", "1000")],
+    );
+    let gw = spawn_gateway(&nats.url(), &[]);
+    gw.wait_ready().await;
+    let id = submit(&gw, json!({"code_model":"0112","count":1_000_000})).await;
+    wait_for("the task to be under way", T, || async {
+        let v = task(&gw, &id).await;
+        assert_ne!(
+            v["state"], "SUCCESS",
+            "finished before the kill; make the task larger"
+        );
+        (v["generated"].as_u64().unwrap_or(0) >= 100_000).then_some(())
+    })
+    .await;
+    first.proc.kill9();
+    // Another replica, on a disk of its own, set to another batch size.
+    let _second = spawn_generator(
+        &nats.url(),
+        second_disk.path(),
+        &[("ACK_WAIT_SECS", "3"), ("BATCH_SIZE", "700")],
+    );
+
+    let view = finished(&gw, &id, Duration::from_secs(120)).await;
+    assert_eq!(view["state"], "SUCCESS", "{view}");
+    assert_eq!(view["generated"], 1_000_000);
+    // The download fails on batches that are not one run of the task's numbers.
+    let all = serials(&gw, &id).await;
+    assert_eq!(all.len(), 1_000_000);
+    let misplaced = (1..).zip(&all).find(|(n, s)| **s != format!("0112{n:08}"));
+    assert_eq!(misplaced, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generator_log_prints_every_event_and_both_services_stop_cleanly() {
     let nats = spawn_nats();
     let data = tempdir();

@@ -220,7 +220,7 @@ async fn handle(
         let started = Instant::now();
         let ack_wait = Duration::from_secs(shared.work.ack_wait_secs.max(1));
         let result = tokio::select! {
-            r = run_retrying(shared, &req, turn, cancel) => r,
+            r = run_retrying(shared, &req, turn, delivered > 1, cancel) => r,
             never = delivery.keep_alive(ack_wait) => match never {},
         };
         let msg = delivery.current();
@@ -239,6 +239,7 @@ async fn run_retrying(
     shared: &Shared,
     req: &GenerateRequested,
     turn: Turn,
+    redelivered: bool,
     cancel: &CancellationToken,
 ) -> Result<Outcome, TaskError> {
     let until = Instant::now() + RETRY_FOR;
@@ -249,7 +250,7 @@ async fn run_retrying(
             Some(t) => t,
             None => shared.reserve_turn.clone().lock_owned().await,
         };
-        match task::run(shared, req, turn, cancel).await {
+        match task::run(shared, req, turn, redelivered, cancel).await {
             Err(e) if e.is_transient() && Instant::now() < until => {
                 tracing::warn!(task_id = %req.task_id, error = %e, retry_in = ?delay, "task interrupted, trying again");
                 tokio::select! {

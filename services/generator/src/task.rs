@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use async_nats::jetstream::stream::DirectGetErrorKind;
 use common::events::{
     codes, EventData, GenerateRequested, GeneratedBatch, TaskCompleted, TaskFailed,
 };
@@ -32,6 +33,8 @@ pub enum TaskError {
     Reserve(#[from] ReserveError),
     #[error(transparent)]
     Log(#[from] crate::log::LogError),
+    #[error("cannot read the task's published batches: {0}")]
+    Lookup(String),
     #[error("stopped before the task finished")]
     Stopped,
 }
@@ -44,6 +47,8 @@ impl TaskError {
         match self {
             TaskError::Outbox(e) => e.is_transient(),
             TaskError::Reserve(e) => e.is_transient(),
+            // The stream is there (the request came from it): a failed read is NATS's.
+            TaskError::Lookup(_) => true,
             TaskError::Log(_) | TaskError::Stopped => false,
         }
     }
@@ -62,10 +67,13 @@ pub fn batch_size(serial_len: usize, limit: u64) -> u64 {
     (fit as u64).clamp(1, limit.max(1))
 }
 
+/// Runs one request. `redelivered`: an earlier delivery may have published batches, on this
+/// replica or another.
 pub async fn run(
     shared: &Shared,
     req: &GenerateRequested,
     turn: Turn,
+    redelivered: bool,
     cancel: &CancellationToken,
 ) -> Result<Outcome, TaskError> {
     let logged = shared.log.task_entries(req.task_id)?;
@@ -109,8 +117,63 @@ pub async fn run(
             return Ok(Outcome::Failure);
         }
     };
-    generate(shared, req, range.first, cancel, &logged).await?;
+    let per_batch = match earlier_batch_size(shared, req, range.first, &logged, redelivered).await?
+    {
+        Some(size) => size,
+        None => batch_size(formatter_len(req), shared.work.batch_size),
+    };
+    generate(shared, req, range.first, per_batch, cancel, &logged).await?;
     Ok(Outcome::Success)
+}
+
+/// The batch size an earlier run of this task used, if it published or logged a batch: a
+/// batch's numbers follow from its index and the size, so a resumed task keeps the size it
+/// started with whatever `BATCH_SIZE` says now (another replica's, or a changed setting).
+async fn earlier_batch_size(
+    shared: &Shared,
+    req: &GenerateRequested,
+    first: u64,
+    logged: &[(u64, Entry)],
+    redelivered: bool,
+) -> Result<Option<u64>, TaskError> {
+    let size_of = |batch: u64, first_number: u64, count: u64| match batch {
+        0 => Some(count),
+        i => first_number
+            .checked_sub(first)
+            .filter(|offset| offset % i == 0)
+            .map(|offset| offset / i),
+    };
+    let mine = logged.iter().find_map(|(_, e)| {
+        let s = e.serials.as_ref()?;
+        let batch = e.id.rsplit(':').next()?.parse().ok()?;
+        size_of(batch, s.first, s.count)
+    });
+    if mine.is_some() || !redelivered {
+        return Ok(mine.filter(|&n| n > 0));
+    }
+    let lookup = |e: &dyn std::fmt::Display| TaskError::Lookup(e.to_string());
+    let stream = shared
+        .js
+        .get_stream_no_info(subjects::STREAM)
+        .await
+        .map_err(|e| lookup(&e))?;
+    let subject = subjects::generated(&req.code_model, req.task_id);
+    let message = match stream.direct_get_next_for_subject(subject, None).await {
+        Ok(m) => m,
+        Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(lookup(&e)),
+    };
+    let size = match Event::from_json_without_serials(&message.payload) {
+        Ok(Event {
+            data: EventData::Generated(g),
+            ..
+        }) => size_of(g.batch, g.first_number, g.count),
+        _ => None,
+    };
+    if size.is_none() {
+        tracing::warn!(task_id = %req.task_id, "a published batch of the task does not fit its range");
+    }
+    Ok(size.filter(|&n| n > 0))
 }
 
 fn is_final(subject: &str) -> bool {
@@ -133,15 +196,12 @@ async fn generate(
     shared: &Shared,
     req: &GenerateRequested,
     first: u64,
+    per_batch: u64,
     cancel: &CancellationToken,
     logged: &[(u64, Entry)],
 ) -> Result<(), TaskError> {
     let started = Instant::now();
     let formatter = SerialFormatter::new(&req.code_model, req.format);
-    let per_batch = batch_size(
-        req.format.serial_len(&req.code_model),
-        shared.work.batch_size,
-    );
     let batches = req.count.div_ceil(per_batch);
     // Batches this replica already logged for the task (a redelivery after a crash).
     let done: HashMap<&str, (u64, &Entry)> = logged
