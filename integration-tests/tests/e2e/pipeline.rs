@@ -514,6 +514,19 @@ async fn a_restarted_gateway_serves_identical_views() {
     assert_eq!(list_after["items"].as_array().unwrap().len(), 7);
 }
 
+/// Waits until 100,000 serials of the task are out and it has not finished.
+async fn under_way(gw: &Service, id: &str) {
+    wait_for("the task to be under way", T, || async {
+        let v = task(gw, id).await;
+        assert_ne!(
+            v["state"], "SUCCESS",
+            "finished before the kill; make the task larger"
+        );
+        (v["generated"].as_u64().unwrap_or(0) >= 100_000).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_generator_finishes_a_million_serials_after_restart() {
     let nats = spawn_nats();
@@ -524,15 +537,7 @@ async fn a_killed_generator_finishes_a_million_serials_after_restart() {
     let id = submit(&gw, json!({"code_model":"0111","count":1_000_000})).await;
 
     // Kill it mid-task: once some batches are out, before the completion.
-    wait_for("the task to be half-way", T, || async {
-        let v = task(&gw, &id).await;
-        assert_ne!(
-            v["state"], "SUCCESS",
-            "finished before the kill; make the task larger"
-        );
-        (v["generated"].as_u64().unwrap_or(0) >= 100_000).then_some(())
-    })
-    .await;
+    under_way(&gw, &id).await;
     generator.proc.kill9();
     let _generator = spawn_generator(&nats.url(), data.path(), &[("ACK_WAIT_SECS", "5")]);
 
@@ -559,15 +564,7 @@ async fn a_task_resumed_elsewhere_under_another_batch_size_keeps_its_batches() {
     let gw = spawn_gateway(&nats.url(), &[]);
     gw.wait_ready().await;
     let id = submit(&gw, json!({"code_model":"0112","count":1_000_000})).await;
-    wait_for("the task to be under way", T, || async {
-        let v = task(&gw, &id).await;
-        assert_ne!(
-            v["state"], "SUCCESS",
-            "finished before the kill; make the task larger"
-        );
-        (v["generated"].as_u64().unwrap_or(0) >= 100_000).then_some(())
-    })
-    .await;
+    under_way(&gw, &id).await;
     first.proc.kill9();
     // Another replica, on a disk of its own, set to another batch size.
     let _second = spawn_generator(
