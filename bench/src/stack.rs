@@ -248,10 +248,12 @@ impl Service {
         nats_url: &str,
         folder: &Path,
         port: u16,
+        env: &[(&str, &str)],
     ) -> anyhow::Result<Service> {
         let mut cmd = bins.command("gateway")?;
         cmd.env("NATS_URL", nats_url)
-            .env("HTTP_ADDR", format!("127.0.0.1:{port}"));
+            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .envs(env.iter().copied());
         Self::start(bins, cmd, port, folder, "gateway")
     }
 
@@ -330,7 +332,7 @@ impl Stack {
         let [nats_port, admin_port, http_port] = free_ports()?;
         let nats = Nats::start(bins, folder.path(), nats_port)?;
         let mut generator = Service::generator(bins, &nats.url, folder.path(), admin_port)?;
-        let mut gateway = Service::gateway(bins, &nats.url, folder.path(), http_port)?;
+        let mut gateway = Service::gateway(bins, &nats.url, folder.path(), http_port, &[])?;
         generator.wait_ready(bins.ready_timeout()).await?;
         gateway.wait_ready(bins.ready_timeout()).await?;
         Ok(Stack {

@@ -15,6 +15,10 @@ pub const GENERATOR_CONSUMER: &str = "generator";
 pub const ALL_REQUESTS: &str = "sn.*.requested.*";
 /// Every model's ledger subject.
 pub const ALL_RESERVATIONS: &str = "sn.*.reserved";
+/// Object store bucket holding snapshots of the gateway's views (stream `OBJ_SN_VIEWS`).
+pub const VIEWS_BUCKET: &str = "SN_VIEWS";
+/// The snapshot's object name in that bucket.
+pub const VIEWS_OBJECT: &str = "views";
 
 /// What a subject carries, read from its third token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

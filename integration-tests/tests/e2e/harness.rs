@@ -2,6 +2,7 @@
 //! temporary store, and the real `gateway` / `generator` binaries as children. Everything is
 //! killed on drop. Waiting is always a bounded poll, never a bare sleep.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -453,4 +454,73 @@ pub async fn stream_messages(
 
 pub fn tempdir() -> TempDir {
     tempfile::tempdir().unwrap()
+}
+
+/// Checks the Prometheus text exposition format line by line; returns samples by series.
+pub fn parse_prometheus(text: &str) -> HashMap<String, f64> {
+    let mut samples = HashMap::new();
+    let mut typed = HashSet::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            let name = parts.next().unwrap();
+            let kind = parts.next().unwrap();
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            typed.insert(name.to_owned());
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad sample line {line:?}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line:?}"
+        );
+        if let Some(labels) = series.strip_prefix(name) {
+            if !labels.is_empty() {
+                assert!(
+                    labels.starts_with('{') && labels.ends_with('}'),
+                    "bad labels in {line:?}"
+                );
+            }
+        }
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+        assert!(
+            typed.contains(name) || typed.contains(base),
+            "sample before its TYPE: {line:?}"
+        );
+        samples.insert(series.to_owned(), value);
+    }
+    samples
+}
+
+pub fn sum(samples: &HashMap<String, f64>, prefix: &str) -> f64 {
+    samples
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// A service's `/metrics`, by series.
+pub async fn scrape(s: &Service) -> HashMap<String, f64> {
+    let r = s.http.get(s.url("/metrics")).send().await.unwrap();
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    parse_prometheus(&r.text().await.unwrap())
 }

@@ -496,8 +496,18 @@ async fn a_restarted_gateway_serves_identical_views() {
 
     let status = gw.proc.sigterm(Duration::from_secs(20));
     assert!(status.success(), "gateway exit status {status:?}");
+    // The stopped gateway stored a snapshot of its views: the next one starts from it and
+    // has nothing left to fold.
+    let js = nats.js().await;
+    let last = stream_last_seq(&js).await;
     let gw = spawn_gateway(&nats.url(), &[]);
     gw.wait_ready().await;
+    let m = scrape(&gw).await;
+    assert_eq!(
+        m.get("sn_projection_snapshot_position"),
+        Some(&(last as f64))
+    );
+    assert_eq!(sum(&m, "sn_projection_events_total"), 0.0);
     for (id, before) in ids.iter().zip(&views) {
         assert_eq!(&task(&gw, id).await, before);
     }
@@ -512,6 +522,80 @@ async fn a_restarted_gateway_serves_identical_views() {
         .unwrap();
     assert_eq!(list_before, list_after);
     assert_eq!(list_after["items"].as_array().unwrap().len(), 7);
+
+    // A task after the snapshot is folded on top of it; a gateway that folds the whole
+    // stream (snapshots off) serves exactly the same.
+    ids.push(submit(&gw, json!({"code_model":"R0","count":7})).await);
+    finished(&gw, ids.last().unwrap(), T).await;
+    let folded = sum(&scrape(&gw).await, "sn_projection_events_total");
+    assert!(
+        (4.0..last as f64).contains(&folded),
+        "{folded} events folded"
+    );
+    let cold = spawn_gateway(&nats.url(), &[("SNAPSHOT_EVERY", "0")]);
+    cold.wait_ready().await;
+    assert_eq!(
+        sum(&scrape(&cold).await, "sn_projection_events_total"),
+        stream_last_seq(&js).await as f64
+    );
+    for id in &ids {
+        assert_eq!(task(&cold, id).await, task(&gw, id).await);
+    }
+    let list = |s: &Service| s.http.get(s.url("/tasks?limit=100")).send();
+    let cold_list: Value = list(&cold).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        cold_list,
+        list(&gw).await.unwrap().json::<Value>().await.unwrap()
+    );
+    assert_eq!(cold_list["items"].as_array().unwrap().len(), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_that_is_damaged_or_of_a_deleted_stream_is_not_used() {
+    let nats = spawn_nats();
+    let js = nats.js().await;
+    // No generator: the tasks stay PENDING, which is enough to be seen or not.
+    let mut gw = spawn_gateway(&nats.url(), &[]);
+    gw.wait_ready().await;
+    let id = submit(&gw, json!({"code_model":"SNAP","count":5})).await;
+    assert!(gw.proc.sigterm(Duration::from_secs(20)).success());
+    let store = js.get_object_store("SN_VIEWS").await.unwrap();
+    let info = store.info("views").await.unwrap();
+    assert_eq!(info.metadata["position"], "1");
+
+    // Damaged: same metadata, a body that does not decode. The gateway folds the stream.
+    let mut meta = async_nats::jetstream::object_store::ObjectMetadata::from("views");
+    meta.metadata = info.metadata.clone();
+    store
+        .put(
+            meta,
+            &mut &br#"{"version":1,"stream":"x","views":{"position":"#[..],
+        )
+        .await
+        .unwrap();
+    let mut gw = spawn_gateway(&nats.url(), &[]);
+    gw.wait_ready().await;
+    assert_eq!(task(&gw, &id).await["state"], "PENDING");
+    let m = scrape(&gw).await;
+    assert_eq!(sum(&m, "sn_projection_events_total"), 1.0);
+    assert!(!m.contains_key("sn_projection_snapshot_position"), "{m:?}");
+    // Stopping stores a good snapshot again.
+    assert!(gw.proc.sigterm(Duration::from_secs(20)).success());
+    assert_eq!(store.info("views").await.unwrap().metadata["position"], "1");
+
+    // The stream is deleted and created anew: the snapshot is of the old one.
+    js.delete_stream("SN").await.unwrap();
+    let gw = spawn_gateway(&nats.url(), &[]);
+    gw.wait_ready().await;
+    let r = gw
+        .http
+        .get(gw.url(&format!("/tasks/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let m = scrape(&gw).await;
+    assert!(!m.contains_key("sn_projection_snapshot_position"), "{m:?}");
 }
 
 /// Waits until 100,000 serials of the task are out and it has not finished.

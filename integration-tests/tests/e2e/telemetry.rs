@@ -235,65 +235,6 @@ async fn one_task_is_one_trace_across_both_services_even_after_sigterm() {
     assert!(all.len() < 40, "{} spans for one task", all.len());
 }
 
-/// Checks the Prometheus text exposition format line by line; returns samples by series.
-fn parse_prometheus(text: &str) -> HashMap<String, f64> {
-    let mut samples = HashMap::new();
-    let mut typed = HashSet::new();
-    for line in text.lines().filter(|l| !l.is_empty()) {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let mut parts = rest.split(' ');
-            let name = parts.next().unwrap();
-            let kind = parts.next().unwrap();
-            assert!(
-                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
-                "{line}"
-            );
-            typed.insert(name.to_owned());
-            continue;
-        }
-        if line.starts_with("# HELP ") || line.starts_with('#') {
-            continue;
-        }
-        let (series, value) = line
-            .rsplit_once(' ')
-            .unwrap_or_else(|| panic!("bad sample line {line:?}"));
-        let value: f64 = value
-            .parse()
-            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
-        let name = series.split('{').next().unwrap();
-        assert!(
-            name.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
-            "bad metric name in {line:?}"
-        );
-        if let Some(labels) = series.strip_prefix(name) {
-            if !labels.is_empty() {
-                assert!(
-                    labels.starts_with('{') && labels.ends_with('}'),
-                    "bad labels in {line:?}"
-                );
-            }
-        }
-        let base = ["_bucket", "_sum", "_count"]
-            .iter()
-            .fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
-        assert!(
-            typed.contains(name) || typed.contains(base),
-            "sample before its TYPE: {line:?}"
-        );
-        samples.insert(series.to_owned(), value);
-    }
-    samples
-}
-
-fn sum(samples: &HashMap<String, f64>, prefix: &str) -> f64 {
-    samples
-        .iter()
-        .filter(|(k, _)| k.starts_with(prefix))
-        .map(|(_, v)| v)
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_with_a_task_on_both_services() {
     let nats = spawn_nats();
@@ -302,17 +243,6 @@ async fn metrics_move_with_a_task_on_both_services() {
     let gw = spawn_gateway(&nats.url(), &[]);
     gw.wait_ready().await;
     generator.wait_ready().await;
-    let scrape = |s: &Service| {
-        let req = s.http.get(s.url("/metrics"));
-        async move {
-            let r = req.send().await.unwrap();
-            assert!(r.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/plain"));
-            parse_prometheus(&r.text().await.unwrap())
-        }
-    };
     let g0 = scrape(&gw).await;
     let q0 = scrape(&generator).await;
 

@@ -25,6 +25,10 @@ pub struct Config {
     /// Most serials one task may ask for.
     #[arg(long, env = "MAX_COUNT", default_value_t = DEFAULT_MAX_COUNT)]
     pub max_count: u64,
+    /// Events folded between two snapshots of the views (object store `SN_VIEWS`); a gateway
+    /// starts from the latest snapshot. 0 turns snapshots off: every start folds the stream.
+    #[arg(long, env = "SNAPSHOT_EVERY", default_value_t = 100_000)]
+    pub snapshot_every: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -35,6 +39,7 @@ impl std::fmt::Debug for Config {
             .field("http_addr", &self.http_addr)
             .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
             .field("max_count", &self.max_count)
+            .field("snapshot_every", &self.snapshot_every)
             .finish()
     }
 }

@@ -24,7 +24,7 @@ use crate::broker::{Broker, NatsBroker};
 use crate::config::Config;
 pub use crate::error::ApiError;
 pub use crate::http::router;
-use crate::projection::Projection;
+use crate::projection::{Projection, Snapshots};
 
 /// Everything a handler can reach.
 #[derive(Clone)]
@@ -42,6 +42,7 @@ pub struct Application {
     state: AppState,
     js: jetstream::Context,
     connections: common::nats::Connections,
+    snapshots: Option<Snapshots>,
     shutdown: CancellationToken,
 }
 
@@ -55,6 +56,16 @@ impl Application {
             common::nats::connect(&config.nats.nats_url, "gateway", &shutdown).await?;
         let js = jetstream::new(client.clone());
         common::nats::ensure_stream_retrying(&js, config.nats.stream(), &shutdown).await?;
+        let snapshots = match config.snapshot_every {
+            0 => None,
+            every => match Snapshots::open(&js, config.nats.stream_replicas, every).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), "views snapshots off");
+                    None
+                }
+            },
+        };
         http::init_metrics();
         let state = AppState {
             projection: Arc::new(Projection::default()),
@@ -71,6 +82,7 @@ impl Application {
             state,
             js,
             connections,
+            snapshots,
             shutdown,
         })
     }
@@ -88,14 +100,23 @@ impl Application {
             state,
             js,
             connections,
+            snapshots,
             shutdown,
         } = self;
-        let projection = tokio::spawn(projection::run(
-            state.projection.clone(),
-            js,
-            connections,
-            shutdown.clone(),
-        ));
+        let (views, stop) = (state.projection.clone(), shutdown.clone());
+        let projection = tokio::spawn(async move {
+            let follow = |views| projection::run(views, js, connections, stop.clone());
+            match snapshots {
+                Some(snapshots) => {
+                    snapshots.restore(&views).await;
+                    tokio::join!(
+                        follow(views.clone()),
+                        snapshots.keep(views.clone(), stop.clone())
+                    );
+                }
+                None => follow(views).await,
+            }
+        });
         let app = router(state);
         let stop = shutdown.clone();
         axum::serve(listener, app)

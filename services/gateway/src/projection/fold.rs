@@ -3,17 +3,30 @@
 //! `Views::apply` is idempotent (a repeated event id changes nothing) and tolerant of order
 //! within a task (a batch seen before its request still counts; states only move forward).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use common::events::{EventData, GenerateRequested};
 use common::Event;
 use common::Format;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// Celery's state names, so old clients keep working.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum State {
     Pending,
@@ -47,7 +60,7 @@ impl State {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskError {
     pub code: String,
     pub message: String,
@@ -133,26 +146,31 @@ pub struct IssuedRange {
     pub task: Uuid,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "StoredViews")]
 pub struct Views {
     tasks: HashMap<Uuid, TaskView>,
     /// Task ids by the stream sequence of their first event: the order of `GET /tasks`.
     order: BTreeMap<u64, Uuid>,
     ledger: HashMap<String, BTreeMap<u64, IssuedRange>>,
     idempotency: HashMap<String, Uuid>,
-    counts: HashMap<State, u64>,
+    /// Tasks per state, by `State as usize`.
+    counts: [u64; 4],
+    /// The stream sequence of the last event folded (or skipped).
+    position: u64,
 }
 
 impl Views {
     /// Folds the event found at stream sequence `seq`; returns the task it changed.
     pub fn apply(&mut self, seq: u64, event: &Event) -> Option<Uuid> {
+        self.position = self.position.max(seq);
         let id = event.task_id();
         let model = event.data.code_model();
         let view = match self.tasks.get_mut(&id) {
             Some(v) => v,
             None => {
                 self.order.insert(seq, id);
-                *self.counts.entry(State::Pending).or_default() += 1;
+                self.counts[State::Pending as usize] += 1;
                 self.tasks
                     .entry(id)
                     .or_insert_with(|| TaskView::new(id, model, seq))
@@ -234,8 +252,8 @@ impl Views {
             }
         }
         if view.state != before.0 {
-            *self.counts.entry(before.0).or_default() -= 1;
-            *self.counts.entry(view.state).or_default() += 1;
+            self.counts[before.0 as usize] -= 1;
+            self.counts[view.state as usize] += 1;
         }
         Some(id)
     }
@@ -299,9 +317,27 @@ impl Views {
         (items, None)
     }
 
+    /// Records a position without an event (an undecodable message was skipped).
+    pub fn skip(&mut self, seq: u64) {
+        self.position = self.position.max(seq);
+    }
+
+    /// The stream sequence these views reflect.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
     /// Tasks per state.
     pub fn counts(&self) -> HashMap<State, u64> {
-        self.counts.clone()
+        [
+            State::Pending,
+            State::Started,
+            State::Success,
+            State::Failure,
+        ]
+        .into_iter()
+        .map(|s| (s, self.counts[s as usize]))
+        .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -310,6 +346,175 @@ impl Views {
 
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty()
+    }
+}
+
+/// A task as a snapshot of the views stores it: every field, the ones the API hides too.
+#[derive(Serialize, Deserialize)]
+struct StoredTask<'a> {
+    id: Uuid,
+    state: State,
+    code_model: Cow<'a, str>,
+    number: Option<u64>,
+    count: u64,
+    generated: u64,
+    first_serial: Option<Cow<'a, str>>,
+    last_serial: Option<Cow<'a, str>>,
+    error: Option<Cow<'a, TaskError>>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    created_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    started_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    finished_at: Option<OffsetDateTime>,
+    format: Format,
+    request: Option<Cow<'a, GenerateRequested>>,
+    range: Option<(u64, u64)>,
+    batches: Option<u64>,
+    first_seq: u64,
+    #[serde(default, skip_serializing_if = "no_batches")]
+    seen_batches: Cow<'a, HashSet<u64>>,
+}
+
+fn no_batches(seen: &impl std::ops::Deref<Target = HashSet<u64>>) -> bool {
+    seen.is_empty()
+}
+
+impl<'a> From<&'a TaskView> for StoredTask<'a> {
+    fn from(t: &'a TaskView) -> Self {
+        StoredTask {
+            id: t.id,
+            state: t.state,
+            code_model: Cow::Borrowed(&t.code_model),
+            number: t.number,
+            count: t.count,
+            generated: t.generated,
+            first_serial: t.first_serial.as_deref().map(Cow::Borrowed),
+            last_serial: t.last_serial.as_deref().map(Cow::Borrowed),
+            error: t.error.as_ref().map(Cow::Borrowed),
+            created_at: t.created_at,
+            started_at: t.started_at,
+            finished_at: t.finished_at,
+            format: t.format,
+            request: t.request.as_ref().map(Cow::Borrowed),
+            range: t.range,
+            batches: t.batches,
+            first_seq: t.first_seq,
+            seen_batches: Cow::Borrowed(&t.seen_batches),
+        }
+    }
+}
+
+impl From<StoredTask<'_>> for TaskView {
+    fn from(t: StoredTask<'_>) -> Self {
+        TaskView {
+            id: t.id,
+            state: t.state,
+            code_model: t.code_model.into_owned(),
+            number: t.number,
+            count: t.count,
+            generated: t.generated,
+            first_serial: t.first_serial.map(Cow::into_owned),
+            last_serial: t.last_serial.map(Cow::into_owned),
+            error: t.error.map(Cow::into_owned),
+            created_at: t.created_at,
+            started_at: t.started_at,
+            finished_at: t.finished_at,
+            format: t.format,
+            request: t.request.map(Cow::into_owned),
+            range: t.range,
+            batches: t.batches,
+            first_seq: t.first_seq,
+            seen_batches: t.seen_batches.into_owned(),
+        }
+    }
+}
+
+/// Views as a snapshot stores them: the position, the tasks in stream order and the
+/// idempotency keys. The rest (list order, ledger, counts) follows from the tasks.
+impl Serialize for Views {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Tasks<'a>(&'a Views);
+        impl Serialize for Tasks<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let Views { order, tasks, .. } = self.0;
+                serializer.collect_seq(
+                    order
+                        .values()
+                        .filter_map(|id| tasks.get(id))
+                        .map(StoredTask::from),
+                )
+            }
+        }
+        let mut s = serializer.serialize_struct("Views", 3)?;
+        s.serialize_field("position", &self.position)?;
+        s.serialize_field("tasks", &Tasks(self))?;
+        s.serialize_field("idempotency", &self.idempotency)?;
+        s.end()
+    }
+}
+
+#[derive(Deserialize)]
+struct StoredViews {
+    position: u64,
+    tasks: Vec<StoredTask<'static>>,
+    idempotency: HashMap<String, Uuid>,
+}
+
+impl TryFrom<StoredViews> for Views {
+    type Error = String;
+
+    /// Rebuilds the views, refusing anything a fold could not have produced.
+    fn try_from(stored: StoredViews) -> Result<Views, String> {
+        let mut views = Views {
+            position: stored.position,
+            ..Views::default()
+        };
+        for task in stored.tasks {
+            let task = TaskView::from(task);
+            let id = task.id;
+            if task.first_seq == 0 || task.first_seq > views.position {
+                return Err(format!(
+                    "task {id} starts at {} of {}",
+                    task.first_seq, views.position
+                ));
+            }
+            if views.order.insert(task.first_seq, id).is_some() {
+                return Err(format!("two tasks start at {}", task.first_seq));
+            }
+            if let Some((first, last)) = task.range {
+                let ranges = views.ledger.entry(task.code_model.clone()).or_default();
+                let overlaps = ranges
+                    .range(..=last)
+                    .next_back()
+                    .is_some_and(|(_, held)| held.last >= first);
+                if first > last || overlaps {
+                    return Err(format!("task {id} holds {first}..={last}, which overlaps"));
+                }
+                ranges.insert(
+                    first,
+                    IssuedRange {
+                        first,
+                        last,
+                        task: id,
+                    },
+                );
+            }
+            views.counts[task.state as usize] += 1;
+            if views.tasks.insert(id, task).is_some() {
+                return Err(format!("task {id} appears twice"));
+            }
+        }
+        if let Some((key, _)) = stored
+            .idempotency
+            .iter()
+            .find(|(_, id)| !views.tasks.contains_key(id))
+        {
+            return Err(format!("idempotency key {key:?} names no task"));
+        }
+        views.idempotency = stored.idempotency;
+        Ok(views)
     }
 }
 
@@ -484,5 +689,99 @@ mod tests {
         let (page, _) = v.list(Some(State::Success), None, None, 10);
         assert_eq!(page.iter().map(|t| t.id).collect::<Vec<_>>(), [ids[1]]);
         assert!(v.list(None, Some("other"), None, 10).0.is_empty());
+    }
+
+    /// Views after a mix of tasks in every state, with a key, a void reservation and a
+    /// skipped sequence.
+    fn mixed() -> (Views, Vec<Uuid>) {
+        let mut v = Views::default();
+        let ids: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+        v.apply(1, &requested(ids[0], None, 20));
+        v.apply(2, &requested(ids[1], Some(100), 10));
+        v.apply(3, &reserved(ids[0], 1, 20));
+        v.apply(4, &batch(ids[0], 0, 10));
+        v.apply(5, &reserved(ids[1], 15, 24));
+        v.apply(6, &reserved(ids[1], 100, 109));
+        v.apply(7, &batch(ids[0], 1, 10));
+        v.apply(8, &completed(ids[0], 20));
+        v.apply(9, &batch(ids[2], 0, 10));
+        v.apply(
+            10,
+            &ev(EventData::Failed(TaskFailed {
+                task_id: ids[3],
+                code_model: "0111".into(),
+                code: "range_conflict".into(),
+                message: "taken".into(),
+            })),
+        );
+        v.skip(11);
+        (v, ids)
+    }
+
+    #[test]
+    fn a_snapshot_reads_back_as_the_same_views_and_folds_on_alike() {
+        let (v, ids) = mixed();
+        let bytes = serde_json::to_vec(&v).unwrap();
+        let mut back: Views = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back, v);
+        assert_eq!(back.position(), 11);
+        assert_eq!(back.overlap("0111", 105, 105).map(|r| r.task), Some(ids[1]));
+        assert_eq!(back.overlap("0111", 21, 99), None);
+        assert_eq!(back.task(&ids[2]).unwrap().generated, 10);
+        assert_eq!(back.counts()[&State::Started], 2);
+        assert_eq!(back.counts()[&State::Failure], 1);
+        assert_eq!(
+            back.by_idempotency_key(&format!("key-{}", ids[1]))
+                .map(|t| t.id),
+            Some(ids[1])
+        );
+        let listed = |v: &Views| {
+            v.list(None, None, None, 10)
+                .0
+                .iter()
+                .map(|t| t.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(listed(&back), listed(&v));
+        // Folding on from the snapshot ends where folding on from the original does, a
+        // repeated batch included.
+        let mut v = v;
+        for (seq, e) in [
+            (12, batch(ids[2], 0, 10)),
+            (13, batch(ids[2], 1, 5)),
+            (14, completed(ids[1], 10)),
+        ] {
+            assert_eq!(back.apply(seq, &e), v.apply(seq, &e));
+        }
+        assert_eq!(back, v);
+        assert_eq!(back.task(&ids[2]).unwrap().generated, 15);
+    }
+
+    #[test]
+    fn a_snapshot_no_fold_could_produce_is_refused() {
+        let (v, _) = mixed();
+        let json: serde_json::Value = serde_json::to_value(&v).unwrap();
+        let damaged = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut j = json.clone();
+            f(&mut j);
+            serde_json::from_value::<Views>(j).unwrap_err().to_string()
+        };
+        let overlap = damaged(&|j| j["tasks"][1]["range"] = serde_json::json!([5, 30]));
+        assert!(overlap.contains("overlaps"), "{overlap}");
+        let ahead = damaged(&|j| j["position"] = serde_json::json!(3));
+        assert!(ahead.contains("starts at"), "{ahead}");
+        let twice = damaged(&|j| {
+            let first = j["tasks"][0].clone();
+            j["tasks"][1]["id"] = first["id"].clone();
+        });
+        assert!(
+            twice.contains("twice") || twice.contains("overlaps"),
+            "{twice}"
+        );
+        let key = damaged(&|j| {
+            j["idempotency"] = serde_json::json!({"k": Uuid::new_v4()});
+        });
+        assert!(key.contains("names no task"), "{key}");
+        assert!(serde_json::from_slice::<Views>(b"{\"position\":1}").is_err());
     }
 }

@@ -2,8 +2,10 @@
 //! then follows it. Nothing here cannot be rebuilt from the stream.
 
 mod fold;
+mod snapshot;
 
 pub use fold::{IssuedRange, State, TaskError, TaskView, Views};
+pub use snapshot::Snapshots;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -40,6 +42,13 @@ impl Projection {
         self.views.read().expect("views lock poisoned")
     }
 
+    /// Starts from `views` (a snapshot) in place of what was folded so far.
+    pub fn restore(&self, views: Views) {
+        let position = views.position();
+        *self.views.write().expect("views lock poisoned") = views;
+        self.position.send_replace(position);
+    }
+
     /// Folds one event at stream sequence `seq`.
     pub fn apply(&self, seq: u64, event: &Event) {
         let changed = self
@@ -55,6 +64,7 @@ impl Projection {
 
     /// Records a position without an event (an undecodable message was skipped).
     pub fn skip(&self, seq: u64) {
+        self.views.write().expect("views lock poisoned").skip(seq);
         self.position.send_replace(seq);
     }
 
