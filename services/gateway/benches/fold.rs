@@ -1,7 +1,8 @@
 //! The projection's fold, `Views::apply`, over a realistic mix: mostly 10-serial tasks
 //! (requested, reserved, one batch, completed), some 100,000-serial tasks (ten batches), and a
 //! few rejected ones (requested, failed). Measured on decoded events, and from the JSON as
-//! the replay sees it (`Event::from_json_without_serials` + `apply`).
+//! the replay sees it (`Event::from_json_without_serials` + `apply`). Also the views snapshot
+//! of that mix, written and read back.
 
 use std::hint::black_box;
 
@@ -122,5 +123,26 @@ fn fold(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fold);
+/// A snapshot of the folded views: writing it, and reading it back into views.
+fn snapshot(c: &mut Criterion) {
+    let mut views = Views::default();
+    for (seq, json) in stream().iter().enumerate() {
+        views.apply(
+            seq as u64 + 1,
+            &Event::from_json_without_serials(json).unwrap(),
+        );
+    }
+    let bytes = postcard::to_stdvec(&views).unwrap();
+    let mut group = c.benchmark_group("snapshot");
+    group.throughput(Throughput::Elements(views.len() as u64));
+    group.bench_function("encode", |b| {
+        b.iter(|| postcard::to_stdvec(black_box(&views)).unwrap())
+    });
+    group.bench_function("decode", |b| {
+        b.iter(|| postcard::from_bytes::<Views>(black_box(&bytes)).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, fold, snapshot);
 criterion_main!(benches);

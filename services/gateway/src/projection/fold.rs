@@ -350,6 +350,8 @@ impl Views {
 }
 
 /// A task as a snapshot of the views stores it: every field, the ones the API hides too.
+/// Fit for a binary format (no skipped fields; times keep their offset). Of the request only
+/// what the view does not already hold is stored.
 #[derive(Serialize, Deserialize)]
 struct StoredTask<'a> {
     id: Uuid,
@@ -361,23 +363,24 @@ struct StoredTask<'a> {
     first_serial: Option<Cow<'a, str>>,
     last_serial: Option<Cow<'a, str>>,
     error: Option<Cow<'a, TaskError>>,
-    #[serde(with = "time::serde::rfc3339::option")]
     created_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
     started_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
     finished_at: Option<OffsetDateTime>,
     format: Format,
-    request: Option<Cow<'a, GenerateRequested>>,
+    request: Option<StoredRequest<'a>>,
     range: Option<(u64, u64)>,
     batches: Option<u64>,
     first_seq: u64,
-    #[serde(default, skip_serializing_if = "no_batches")]
     seen_batches: Cow<'a, HashSet<u64>>,
 }
 
-fn no_batches(seen: &impl std::ops::Deref<Target = HashSet<u64>>) -> bool {
-    seen.is_empty()
+/// The request's fields a view does not hold itself: its task id, model, format and time
+/// are the view's `id`, `code_model`, `format` and `created_at`.
+#[derive(Serialize, Deserialize)]
+struct StoredRequest<'a> {
+    number: Option<u64>,
+    count: u64,
+    idempotency_key: Option<Cow<'a, str>>,
 }
 
 impl<'a> From<&'a TaskView> for StoredTask<'a> {
@@ -396,7 +399,11 @@ impl<'a> From<&'a TaskView> for StoredTask<'a> {
             started_at: t.started_at,
             finished_at: t.finished_at,
             format: t.format,
-            request: t.request.as_ref().map(Cow::Borrowed),
+            request: t.request.as_ref().map(|r| StoredRequest {
+                number: r.number,
+                count: r.count,
+                idempotency_key: r.idempotency_key.as_deref().map(Cow::Borrowed),
+            }),
             range: t.range,
             batches: t.batches,
             first_seq: t.first_seq,
@@ -405,12 +412,28 @@ impl<'a> From<&'a TaskView> for StoredTask<'a> {
     }
 }
 
-impl From<StoredTask<'_>> for TaskView {
-    fn from(t: StoredTask<'_>) -> Self {
-        TaskView {
+impl TryFrom<StoredTask<'_>> for TaskView {
+    type Error = String;
+
+    fn try_from(t: StoredTask<'_>) -> Result<TaskView, String> {
+        let code_model = t.code_model.into_owned();
+        let request = match (t.request, t.created_at) {
+            (None, _) => None,
+            (Some(r), Some(requested_at)) => Some(GenerateRequested {
+                task_id: t.id,
+                code_model: code_model.clone(),
+                number: r.number,
+                count: r.count,
+                format: t.format,
+                requested_at,
+                idempotency_key: r.idempotency_key.map(Cow::into_owned),
+            }),
+            (Some(_), None) => return Err(format!("task {} has a request but no time", t.id)),
+        };
+        Ok(TaskView {
             id: t.id,
             state: t.state,
-            code_model: t.code_model.into_owned(),
+            code_model,
             number: t.number,
             count: t.count,
             generated: t.generated,
@@ -421,30 +444,24 @@ impl From<StoredTask<'_>> for TaskView {
             started_at: t.started_at,
             finished_at: t.finished_at,
             format: t.format,
-            request: t.request.map(Cow::into_owned),
+            request,
             range: t.range,
             batches: t.batches,
             first_seq: t.first_seq,
             seen_batches: t.seen_batches.into_owned(),
-        }
+        })
     }
 }
 
-/// Views as a snapshot stores them: the position, the tasks in stream order and the
-/// idempotency keys. The rest (list order, ledger, counts) follows from the tasks.
+/// Views as a snapshot stores them: the position, the tasks and the idempotency keys. The
+/// rest (list order, ledger, counts) follows from the tasks.
 impl Serialize for Views {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         struct Tasks<'a>(&'a Views);
         impl Serialize for Tasks<'_> {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                let Views { order, tasks, .. } = self.0;
-                serializer.collect_seq(
-                    order
-                        .values()
-                        .filter_map(|id| tasks.get(id))
-                        .map(StoredTask::from),
-                )
+                serializer.collect_seq(self.0.tasks.values().map(StoredTask::from))
             }
         }
         let mut s = serializer.serialize_struct("Views", 3)?;
@@ -458,8 +475,43 @@ impl Serialize for Views {
 #[derive(Deserialize)]
 struct StoredViews {
     position: u64,
-    tasks: Vec<StoredTask<'static>>,
+    tasks: StoredTasks,
     idempotency: HashMap<String, Uuid>,
+}
+
+/// The stored tasks read straight into the map by id: a snapshot holds hundreds of
+/// thousands, and a list of them in between would be copied as it grows.
+struct StoredTasks(HashMap<Uuid, TaskView>);
+
+impl<'de> Deserialize<'de> for StoredTasks {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = StoredTasks;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a sequence of tasks")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                // The length comes from the input: capped, so a damaged one cannot ask for
+                // more memory than a large snapshot needs.
+                let mut tasks = HashMap::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 22));
+                while let Some(task) = seq.next_element::<StoredTask<'static>>()? {
+                    let task = TaskView::try_from(task).map_err(serde::de::Error::custom)?;
+                    let id = task.id;
+                    if tasks.insert(id, task).is_some() {
+                        return Err(serde::de::Error::custom(format!("task {id} appears twice")));
+                    }
+                }
+                Ok(StoredTasks(tasks))
+            }
+        }
+        deserializer.deserialize_seq(Visit)
+    }
 }
 
 impl TryFrom<StoredViews> for Views {
@@ -469,11 +521,10 @@ impl TryFrom<StoredViews> for Views {
     fn try_from(stored: StoredViews) -> Result<Views, String> {
         let mut views = Views {
             position: stored.position,
+            tasks: stored.tasks.0,
             ..Views::default()
         };
-        for task in stored.tasks {
-            let task = TaskView::from(task);
-            let id = task.id;
+        for (&id, task) in &views.tasks {
             if task.first_seq == 0 || task.first_seq > views.position {
                 return Err(format!(
                     "task {id} starts at {} of {}",
@@ -484,11 +535,23 @@ impl TryFrom<StoredViews> for Views {
                 return Err(format!("two tasks start at {}", task.first_seq));
             }
             if let Some((first, last)) = task.range {
-                let ranges = views.ledger.entry(task.code_model.clone()).or_default();
+                if !views.ledger.contains_key(&task.code_model) {
+                    views
+                        .ledger
+                        .insert(task.code_model.clone(), BTreeMap::new());
+                }
+                let ranges = views
+                    .ledger
+                    .get_mut(&task.code_model)
+                    .expect("inserted above");
                 let overlaps = ranges
                     .range(..=last)
                     .next_back()
-                    .is_some_and(|(_, held)| held.last >= first);
+                    .is_some_and(|(_, held)| held.last >= first)
+                    || ranges
+                        .range(first..)
+                        .next()
+                        .is_some_and(|(_, held)| held.first <= last);
                 if first > last || overlaps {
                     return Err(format!("task {id} holds {first}..={last}, which overlaps"));
                 }
@@ -502,9 +565,6 @@ impl TryFrom<StoredViews> for Views {
                 );
             }
             views.counts[task.state as usize] += 1;
-            if views.tasks.insert(id, task).is_some() {
-                return Err(format!("task {id} appears twice"));
-            }
         }
         if let Some((key, _)) = stored
             .idempotency
@@ -721,8 +781,8 @@ mod tests {
     #[test]
     fn a_snapshot_reads_back_as_the_same_views_and_folds_on_alike() {
         let (v, ids) = mixed();
-        let bytes = serde_json::to_vec(&v).unwrap();
-        let mut back: Views = serde_json::from_slice(&bytes).unwrap();
+        let bytes = postcard::to_stdvec(&v).unwrap();
+        let mut back: Views = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(back, v);
         assert_eq!(back.position(), 11);
         assert_eq!(back.overlap("0111", 105, 105).map(|r| r.task), Some(ids[1]));
@@ -759,14 +819,20 @@ mod tests {
 
     #[test]
     fn a_snapshot_no_fold_could_produce_is_refused() {
-        let (v, _) = mixed();
+        let (v, ids) = mixed();
         let json: serde_json::Value = serde_json::to_value(&v).unwrap();
         let damaged = |f: &dyn Fn(&mut serde_json::Value)| {
             let mut j = json.clone();
             f(&mut j);
             serde_json::from_value::<Views>(j).unwrap_err().to_string()
         };
-        let overlap = damaged(&|j| j["tasks"][1]["range"] = serde_json::json!([5, 30]));
+        // The stored task of `id`.
+        fn of(j: &mut serde_json::Value, id: Uuid) -> &mut serde_json::Value {
+            let tasks = j["tasks"].as_array_mut().unwrap();
+            let id = serde_json::to_value(id).unwrap();
+            tasks.iter_mut().find(|t| t["id"] == id).unwrap()
+        }
+        let overlap = damaged(&|j| of(j, ids[1])["range"] = serde_json::json!([5, 30]));
         assert!(overlap.contains("overlaps"), "{overlap}");
         let ahead = damaged(&|j| j["position"] = serde_json::json!(3));
         assert!(ahead.contains("starts at"), "{ahead}");

@@ -20,12 +20,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Projection, Views};
 
+/// The body is `postcard` (compact, binary serde) of the version, the stream and the views.
 /// Bumped whenever the stored form or the meaning of a fold changes: a snapshot of another
 /// version is ignored.
 pub const VERSION: u32 = 1;
 
 /// How often the writer checks whether enough has been folded since the last snapshot.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
+/// The least time between two snapshots while running, however busy the stream.
+const MIN_INTERVAL: Duration = Duration::from_secs(60);
 /// The longest a read may wait for the next chunk before the snapshot is given up.
 const READ_IDLE: Duration = Duration::from_secs(10);
 /// How long a snapshot written at shutdown may take.
@@ -99,6 +102,7 @@ impl Snapshots {
             tracing::info!(why, "not starting from the stored views snapshot");
             return Ok(None);
         }
+        let started = std::time::Instant::now();
         let mut object = self.store.get(subjects::VIEWS_OBJECT).await?;
         let mut bytes = Vec::with_capacity(info.size.min(1 << 30));
         loop {
@@ -109,9 +113,17 @@ impl Snapshots {
                 break;
             }
         }
-        let stored: In = tokio::task::spawn_blocking(move || serde_json::from_slice(&bytes))
+        let read = started.elapsed();
+        let size = bytes.len();
+        let stored: In = tokio::task::spawn_blocking(move || postcard::from_bytes(&bytes))
             .await?
             .context("the snapshot does not decode")?;
+        tracing::info!(
+            bytes = size,
+            read_ms = read.as_millis() as u64,
+            decode_ms = (started.elapsed() - read).as_millis() as u64,
+            "views snapshot read"
+        );
         if stored.version != VERSION || stored.stream != self.stream {
             anyhow::bail!("the snapshot's body is not of this version and stream");
         }
@@ -155,7 +167,7 @@ impl Snapshots {
         let (projection, stream) = (projection.clone(), self.stream.clone());
         let (position, bytes) = tokio::task::spawn_blocking(move || {
             let views = projection.views();
-            let bytes = serde_json::to_vec(&Out {
+            let bytes = postcard::to_stdvec(&Out {
                 version: VERSION,
                 stream: &stream,
                 views: &views,
@@ -204,10 +216,11 @@ impl Snapshots {
         }
     }
 
-    /// Stores a snapshot whenever `every` more events have been folded, and once more at
-    /// shutdown if anything was folded since the last one.
+    /// Stores a snapshot whenever `every` more events have been folded (at most once a
+    /// minute), and once more at shutdown if anything was folded since the last one.
     pub async fn keep(&self, projection: Arc<Projection>, cancel: CancellationToken) {
         let mut saved = projection.position();
+        let mut last_save: Option<tokio::time::Instant> = None;
         let mut check = tokio::time::interval(CHECK_EVERY);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -215,7 +228,9 @@ impl Snapshots {
                 _ = cancel.cancelled() => break,
                 _ = check.tick() => {}
             }
-            if projection.caught_up() && projection.position() >= saved + self.every {
+            let due = last_save.is_none_or(|at| at.elapsed() >= MIN_INTERVAL);
+            if due && projection.caught_up() && projection.position() >= saved + self.every {
+                last_save = Some(tokio::time::Instant::now());
                 match self.save(&projection).await {
                     Ok(position) => saved = position,
                     Err(e) => tracing::warn!(error = format!("{e:#}"), "no views snapshot stored"),
