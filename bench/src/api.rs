@@ -153,9 +153,14 @@ impl Api {
 
     /// Streams `GET /tasks/{id}/serials`, counting bytes and lines, never holding the body.
     pub async fn download(&self, id: &str) -> anyhow::Result<Download> {
+        self.download_query(id, "").await
+    }
+
+    /// [`Api::download`] with a query string (`?follow=true`).
+    pub async fn download_query(&self, id: &str, query: &str) -> anyhow::Result<Download> {
         let r = self
             .http
-            .get(self.url(&format!("/tasks/{id}/serials")))
+            .get(self.url(&format!("/tasks/{id}/serials{query}")))
             .send()
             .await?;
         if !r.status().is_success() {

@@ -1,6 +1,7 @@
 //! Parts c and d: one big task, from its POST until its last serial is downloaded
 //! (`GET /tasks/{id}/serials`, counted while it streams, never held), with the peak RSS and
-//! the CPU time of every process of the stack over that span.
+//! the CPU time of every process of the stack over that span. Then a second task of the same
+//! size downloaded while it is generated: POST, and at once `GET .../serials?follow=true`.
 
 use std::time::{Duration, Instant};
 
@@ -133,6 +134,30 @@ pub async fn run(target: &Target, config: &Config, size: u64) -> anyhow::Result<
             u.cpu_s,
         ));
     }
+    // Streamed while generated: the download runs alongside the generation.
+    let sent = Instant::now();
+    let followed = api.post(Api::body(&fresh_model(), size)).await?;
+    let got = api.download_query(&followed, "?follow=true").await?;
+    let follow_total = sent.elapsed();
+    if got.lines != size {
+        bail!(
+            "task {followed}: followed {} lines, expected {size}",
+            got.lines
+        );
+    }
+    let mut t = Figure::new(
+        format!("c.{label}.follow_total_s"),
+        format!("c. {label} serials: POST until downloaded, ?follow=true"),
+        "s",
+        follow_total.as_secs_f64(),
+    );
+    if let Some(b) = total_budget {
+        t = t.budget(Budget::AtMost(b));
+    }
+    if let Some(o) = old {
+        t = t.old(o);
+    }
+    figures.insert(1, t);
     if config.wants(crate::config::Part::D) {
         let peak = |name: &str| {
             usage

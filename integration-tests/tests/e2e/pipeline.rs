@@ -815,3 +815,68 @@ async fn a_long_poll_read_answers_when_the_task_ends() {
         .unwrap();
     assert_eq!(r.status(), 422);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_download_streams_a_task_from_pending_to_its_end() {
+    let nats = spawn_nats();
+    let data = tempdir();
+    let mut gw = spawn_gateway(&nats.url(), &[]);
+    gw.wait_ready().await;
+    let get = |id: &str, query: &str| {
+        gw.http
+            .get(gw.url(&format!("/tasks/{id}/serials{query}")))
+            .send()
+    };
+    // No generator yet: every task stays PENDING.
+    let id = submit(&gw, json!({"code_model":"FOL","number":6,"count":250_000})).await;
+    // Two one-digit tasks of 9: whichever runs second finds no room and fails.
+    let tight = [
+        submit(
+            &gw,
+            json!({"code_model":"FOL1","count":9,"format":{"width":1}}),
+        )
+        .await,
+        submit(
+            &gw,
+            json!({"code_model":"FOL1","count":9,"format":{"width":1}}),
+        )
+        .await,
+    ];
+    assert_eq!(get(&id, "").await.unwrap().status(), 409);
+    assert_eq!(get(&id, "?follow=maybe").await.unwrap().status(), 422);
+    let big = get(&id, "?follow=true").await.unwrap();
+    assert_eq!(big.status(), 200);
+    let mut small = Vec::new();
+    for t in &tight {
+        let r = get(t, "?follow=1").await.unwrap();
+        assert_eq!(r.status(), 200);
+        small.push(r);
+    }
+    // Answered while PENDING: the serials can only come as the generator makes them.
+    assert_eq!(task(&gw, &id).await["state"], "PENDING");
+
+    let mut generator = spawn_generator(&nats.url(), data.path(), &[("BATCH_SIZE", "1000")]);
+    let body = big.text().await.unwrap();
+    assert_eq!(
+        body.lines().collect::<Vec<_>>(),
+        expected("FOL", 6, 250_000)
+    );
+    assert_eq!(finished(&gw, &id, T).await["state"], "SUCCESS");
+    let mut outcomes = Vec::new();
+    for r in small {
+        outcomes.push(r.text().await.map(|b| b.lines().count()).ok());
+    }
+    outcomes.sort();
+    // The failed task's body ends in an error, never as an empty or short download.
+    assert_eq!(outcomes, [None, Some(9)]);
+
+    // A follow still waiting when the gateway stops fails its body and does not hold the
+    // gateway up.
+    assert!(generator.proc.sigterm(Duration::from_secs(20)).success());
+    let waiting = submit(&gw, json!({"code_model":"FOL2","count":5})).await;
+    let r = get(&waiting, "?follow=true").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let status = gw.proc.sigterm(Duration::from_secs(20));
+    assert!(status.success(), "gateway exit status {status:?}");
+    assert!(r.bytes().await.is_err());
+}

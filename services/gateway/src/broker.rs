@@ -19,6 +19,44 @@ pub enum BrokerError {
     Other(String),
 }
 
+/// How a download follows a task that has not ended yet: when the task's batches run out
+/// before it has ended, the walk waits for the task to change and looks again.
+pub struct Follow {
+    /// Task ids as the projection changes them; subscribed before the task was looked up.
+    pub changes: tokio::sync::broadcast::Receiver<uuid::Uuid>,
+    /// Whether the task has ended (SUCCESS or FAILURE). Its batches are all stored by then:
+    /// the generator publishes the end only after every batch is acknowledged.
+    pub ended: Box<dyn Fn() -> bool + Send + Sync>,
+    /// Fired at shutdown: a follow still waiting then fails the body.
+    pub stop: tokio_util::sync::CancellationToken,
+}
+
+/// Longest wait for a change before looking at the stream again anyway.
+const FOLLOW_RECHECK: Duration = Duration::from_secs(1);
+
+impl Follow {
+    /// Waits until `task` changes (or changes may have been missed), at most
+    /// `FOLLOW_RECHECK`; fails once the gateway is stopping.
+    async fn changed(&mut self, task: uuid::Uuid) -> Result<(), BrokerError> {
+        use tokio::sync::broadcast::error::RecvError;
+        let changes = &mut self.changes;
+        let change = async {
+            loop {
+                match changes.recv().await {
+                    Ok(id) if id != task => continue,
+                    // No more changes: only the recheck is left.
+                    Err(RecvError::Closed) => std::future::pending::<()>().await,
+                    Ok(_) | Err(RecvError::Lagged(_)) => return,
+                }
+            }
+        };
+        tokio::select! {
+            _ = self.stop.cancelled() => Err(BrokerError::Other("the gateway is stopping".into())),
+            _ = tokio::time::timeout(FOLLOW_RECHECK, change) => Ok(()),
+        }
+    }
+}
+
 /// The stream's answer to a publish.
 #[derive(Debug, Clone, Copy)]
 pub struct Accepted {
@@ -33,12 +71,13 @@ pub trait Broker: Send + Sync + 'static {
     /// Last sequence of the stream.
     fn last_sequence(&self) -> BoxFuture<'_, Result<u64, BrokerError>>;
     /// Raw payloads of the task's generated events, in stream order, from stream sequence
-    /// `from_seq` on.
+    /// `from_seq` on; with `follow`, on until the task has ended.
     fn generated(
         &self,
         model: &str,
         task: uuid::Uuid,
         from_seq: u64,
+        follow: Option<Follow>,
     ) -> BoxFuture<'_, Result<BoxStream<'static, Result<Bytes, BrokerError>>, BrokerError>>;
 }
 
@@ -92,6 +131,7 @@ impl Broker for NatsBroker {
         model: &str,
         task: uuid::Uuid,
         from_seq: u64,
+        follow: Option<Follow>,
     ) -> BoxFuture<'_, Result<BoxStream<'static, Result<Bytes, BrokerError>>, BrokerError>> {
         let subject = subjects::generated(model, task);
         Box::pin(async move {
@@ -103,18 +143,28 @@ impl Broker for NatsBroker {
             // Direct gets walk the task's subject without a consumer: any replica answers,
             // and nothing has to be created or cleaned up on the server.
             let batches = futures::stream::try_unfold(
-                (stream, subject, from_seq.max(1)),
-                |(stream, subject, seq)| async move {
-                    match stream
-                        .direct_get_next_for_subject(subject.as_str(), Some(seq))
-                        .await
-                    {
-                        Ok(m) => {
-                            let next = m.sequence + 1;
-                            Ok(Some((m.payload, (stream, subject, next))))
+                (stream, subject, from_seq.max(1), follow),
+                move |(stream, subject, seq, mut follow)| async move {
+                    loop {
+                        // Looked at before the get: once the task has ended every batch is
+                        // stored, so finding none after that means there are no more.
+                        let ended = follow.as_ref().is_none_or(|f| (f.ended)());
+                        match stream
+                            .direct_get_next_for_subject(subject.as_str(), Some(seq))
+                            .await
+                        {
+                            Ok(m) => {
+                                let next = m.sequence + 1;
+                                return Ok(Some((m.payload, (stream, subject, next, follow))));
+                            }
+                            Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
+                                match follow.as_mut() {
+                                    Some(f) if !ended => f.changed(task).await?,
+                                    _ => return Ok(None),
+                                }
+                            }
+                            Err(e) => return Err(other(e)),
                         }
-                        Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
-                        Err(e) => Err(other(e)),
                     }
                 },
             );

@@ -11,7 +11,7 @@ use common::events::BorrowedBatch;
 use futures::stream::{self, BoxStream};
 use futures::StreamExt;
 
-use crate::broker::{run_ahead, BrokerError};
+use crate::broker::{run_ahead, BrokerError, Follow};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::projection::State as TaskState;
 use crate::routes::tasks::{find, parse_id};
@@ -92,6 +92,8 @@ struct Continuity {
     next_number: Option<u64>,
     serials: u64,
     count: u64,
+    /// The first batch's first number.
+    first_number: Option<u64>,
 }
 
 impl Continuity {
@@ -103,6 +105,7 @@ impl Continuity {
             )));
         }
         let len = batch.serials.len() as u64;
+        self.first_number.get_or_insert(batch.first_number);
         self.next_number = batch.first_number.checked_add(len);
         self.serials += len;
         Ok(())
@@ -157,6 +160,22 @@ impl Reorder {
 #[derive(Debug, serde::Deserialize)]
 pub struct DownloadQuery {
     format: Option<String>,
+    follow: Option<String>,
+}
+
+/// How many batches make the task, and how its end is checked.
+enum Total {
+    /// The task is SUCCESS: its completion counted them.
+    Known(u64),
+    /// The task was still running: asked once its batches have run out (and it has ended).
+    AtEnd(Box<dyn Fn() -> Result<Ended, BrokerError> + Send>),
+}
+
+/// What the completion of a followed task says.
+struct Ended {
+    batches: u64,
+    count: u64,
+    first_number: Option<u64>,
 }
 
 /// The serials of a finished task, streamed in order.
@@ -167,6 +186,7 @@ pub struct DownloadQuery {
     params(
         ("id" = uuid::Uuid, Path, description = "Task id"),
         ("format" = Option<String>, Query, description = "text, csv or ndjson (else chosen by Accept)"),
+        ("follow" = Option<bool>, Query, description = "true: also for a task still PENDING or STARTED; the serials stream as their batches are stored, and the body ends with the task (in an error if it fails)"),
     ),
     responses(
         (status = 200, description = "One serial per line; CSV `serial,number`; or NDJSON", content(
@@ -174,7 +194,8 @@ pub struct DownloadQuery {
         )),
         (status = 400, description = "Malformed id", body = crate::openapi::ErrorBody),
         (status = 404, description = "Unknown task", body = crate::openapi::ErrorBody),
-        (status = 409, description = "Task not SUCCESS yet", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Task not SUCCESS yet (without follow), or FAILURE", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Invalid follow", body = crate::openapi::ErrorBody),
         (status = 503, description = "NATS unreachable", body = crate::openapi::ErrorBody),
     )
 )]
@@ -186,21 +207,64 @@ pub async fn download(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&raw)?;
+    let follow = match q.follow.as_deref() {
+        None | Some("") | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(_) => {
+            return Err(ApiError::Unprocessable {
+                field: "follow".into(),
+                message: "must be true or false".into(),
+            })
+        }
+    };
+    // Subscribed before the lookup, so a change in between is not missed.
+    let changes = state.projection.subscribe();
     let view = find(&state, id).await?;
-    if view.state != TaskState::Success {
+    let followed = follow && !view.is_final();
+    if view.state != TaskState::Success && !followed {
         return Err(ApiError::Conflict {
             code: "not_ready",
             message: format!(
-                "task {id} is {}; serials are served once it is SUCCESS",
+                "task {id} is {}; serials are served once it is SUCCESS (or as they come, with \
+                 ?follow=true, while it runs)",
                 view.state.as_str()
             ),
         });
     }
     let form = Form::pick(q.format.as_deref(), &headers);
-    let batches = view.batches.unwrap_or(0);
+    let (total, follow) = if followed {
+        let ended = {
+            let projection = state.projection.clone();
+            move || projection.views().task(&id).is_some_and(|v| v.is_final())
+        };
+        let at_end = {
+            let projection = state.projection.clone();
+            move || match projection.views().task(&id) {
+                Some(v) if v.state == TaskState::Success => Ok(Ended {
+                    batches: v.batches.unwrap_or(0),
+                    count: v.count,
+                    first_number: v.range.map(|(first, _)| first),
+                }),
+                Some(v) => Err(BrokerError::Other(format!(
+                    "task {id} ended in {}: {}",
+                    v.state.as_str(),
+                    v.error.as_ref().map_or("", |e| e.message.as_str())
+                ))),
+                None => Err(BrokerError::Other(format!("task {id} is gone"))),
+            }
+        };
+        let follow = Follow {
+            changes,
+            ended: Box::new(ended),
+            stop: state.shutdown.clone(),
+        };
+        (Total::AtEnd(Box::new(at_end)), Some(follow))
+    } else {
+        (Total::Known(view.batches.unwrap_or(0)), None)
+    };
     let source = state
         .broker
-        .generated(&view.code_model, id, view.first_seq)
+        .generated(&view.code_model, id, view.first_seq, follow)
         .await
         .map_err(|e| {
             tracing::warn!(task_id = %id, error = %e, "cannot read the task's batches");
@@ -215,9 +279,10 @@ pub async fn download(
         next_number: view.range.map(|(first, _)| first),
         serials: 0,
         count: view.count,
+        first_number: None,
     };
     let lines = run_ahead(
-        ordered_lines(source, batches, continuity, form).boxed(),
+        ordered_lines(source, total, continuity, form).boxed(),
         2,
         || Err(BrokerError::Other("rendering the serials failed".into())),
     );
@@ -244,19 +309,23 @@ pub async fn download(
 /// Rendered chunks, one per batch, in batch order, ending after the last batch.
 fn ordered_lines(
     source: BoxStream<'static, Result<Bytes, BrokerError>>,
-    total: u64,
+    total: Total,
     continuity: Continuity,
     form: Form,
 ) -> impl futures::Stream<Item = Result<Bytes, BrokerError>> {
+    let (known, at_end) = match total {
+        Total::Known(n) => (n, None),
+        Total::AtEnd(f) => (u64::MAX, Some(f)),
+    };
     let reorder = Reorder {
         next: 0,
-        total,
+        total: known,
         waiting: BTreeMap::new(),
     };
     // `None` once the body has ended, with an error or whole.
-    let state = Some((source, reorder, continuity));
+    let state = Some((source, reorder, continuity, at_end));
     stream::unfold(state, move |state| async move {
-        let (mut source, mut reorder, mut continuity) = state?;
+        let (mut source, mut reorder, mut continuity, at_end) = state?;
         if reorder.done() {
             return continuity.end().err().map(|e| (Err(e), None));
         }
@@ -267,6 +336,33 @@ fn ordered_lines(
             let payload = match source.next().await {
                 Some(Ok(p)) => p,
                 Some(Err(e)) => return fail(e),
+                // A followed task: its batches ran out once it ended.
+                None if at_end.is_some() => {
+                    let ended = match at_end.as_ref().map(|f| f()) {
+                        Some(Ok(ended)) => ended,
+                        Some(Err(e)) => return fail(e),
+                        None => return None,
+                    };
+                    let started_right = match (continuity.first_number, ended.first_number) {
+                        (Some(seen), Some(first)) => seen == first,
+                        (None, _) => true,
+                        (Some(_), None) => false,
+                    };
+                    continuity.count = ended.count;
+                    let end = if reorder.next != ended.batches {
+                        Err(BrokerError::Other(format!(
+                            "{} batches arrived, the task has {}",
+                            reorder.next, ended.batches
+                        )))
+                    } else if !started_right {
+                        Err(BrokerError::Other(
+                            "the batches do not start at the task's first number".into(),
+                        ))
+                    } else {
+                        continuity.end()
+                    };
+                    return end.err().map(|e| (Err(e), None));
+                }
                 // Fewer batches than the completion counted.
                 None => {
                     return fail(BrokerError::Other(format!(
@@ -295,7 +391,7 @@ fn ordered_lines(
                 }
                 form.render(&b, &mut out);
             }
-            let state = Some((source, reorder, continuity));
+            let state = Some((source, reorder, continuity, at_end));
             return Some((Ok(Bytes::from(out)), state));
         }
     })
@@ -314,10 +410,20 @@ mod tests {
     }
 
     async fn lines(batches: Vec<Bytes>, total: u64, count: u64) -> Vec<Result<Bytes, String>> {
+        collect(batches, Total::Known(total), Some(1), count).await
+    }
+
+    async fn collect(
+        batches: Vec<Bytes>,
+        total: Total,
+        first: Option<u64>,
+        count: u64,
+    ) -> Vec<Result<Bytes, String>> {
         let continuity = Continuity {
-            next_number: Some(1),
+            next_number: first,
             serials: 0,
             count,
+            first_number: None,
         };
         let source = stream::iter(batches.into_iter().map(Ok)).boxed();
         ordered_lines(source, total, continuity, Form::Text)
@@ -345,6 +451,48 @@ mod tests {
         let short = lines(vec![batch(0, 1, &["a"])], 1, 2).await;
         assert_eq!(short.len(), 2);
         assert!(short[1].is_err());
+    }
+
+    /// A followed task (range not known when it started) that ended as `ended` says.
+    async fn followed(
+        batches: Vec<Bytes>,
+        ended: Result<(u64, u64, u64), &'static str>,
+    ) -> Vec<Result<Bytes, String>> {
+        let at_end = move || {
+            ended
+                .map(|(batches, count, first)| Ended {
+                    batches,
+                    count,
+                    first_number: Some(first),
+                })
+                .map_err(|e| BrokerError::Other(e.into()))
+        };
+        collect(batches, Total::AtEnd(Box::new(at_end)), None, 0).await
+    }
+
+    #[tokio::test]
+    async fn a_followed_download_ends_as_the_task_does() {
+        let two = || vec![batch(0, 5, &["e", "f"]), batch(1, 7, &["g"])];
+        let whole = followed(two(), Ok((2, 3, 5))).await;
+        assert_eq!(whole, [Ok(Bytes::from("e\nf\n")), Ok(Bytes::from("g\n"))]);
+        // The task failed while its serials were streaming.
+        let failed = followed(two(), Err("task x ended in FAILURE: boom")).await;
+        assert_eq!(
+            failed.last(),
+            Some(&Err("task x ended in FAILURE: boom".into()))
+        );
+        // A batch the completion counts never arrived.
+        let short = followed(two(), Ok((3, 4, 5))).await;
+        assert_eq!(
+            short.last(),
+            Some(&Err("2 batches arrived, the task has 3".into()))
+        );
+        // The batches are not the task's range.
+        let elsewhere = followed(two(), Ok((2, 3, 1))).await;
+        assert!(elsewhere.last().unwrap().is_err(), "{elsewhere:?}");
+        // Counted serials differ.
+        let count = followed(two(), Ok((2, 4, 5))).await;
+        assert!(count.last().unwrap().is_err(), "{count:?}");
     }
 
     #[tokio::test]
