@@ -579,12 +579,23 @@ async fn a_snapshot_that_is_damaged_or_of_a_deleted_stream_is_not_used() {
     let m = scrape(&gw).await;
     assert_eq!(sum(&m, "sn_projection_events_total"), 1.0);
     assert!(!m.contains_key("sn_projection_snapshot_position"), "{m:?}");
-    // Stopping stores a good snapshot again.
+    // Stopping stores a good snapshot in place of the damaged one, though the damaged one's
+    // metadata claims the same position.
+    let damaged = store.info("views").await.unwrap().nuid;
     assert!(gw.proc.sigterm(Duration::from_secs(20)).success());
-    assert_eq!(store.info("views").await.unwrap().metadata["position"], "1");
+    let good = store.info("views").await.unwrap();
+    assert_ne!(good.nuid, damaged);
+    assert_eq!(good.metadata["position"], "1");
 
-    // The stream is deleted and created anew: the snapshot is of the old one.
+    // The stream is deleted and created anew, and holds as many events as the snapshot
+    // reflects: only the stream's identity tells the snapshot is not of this stream.
     js.delete_stream("SN").await.unwrap();
+    let mut fresh = spawn_gateway(&nats.url(), &[("SNAPSHOT_EVERY", "0")]);
+    fresh.wait_ready().await;
+    let new_id = submit(&fresh, json!({"code_model":"SNAP","count":5})).await;
+    assert!(fresh.proc.sigterm(Duration::from_secs(20)).success());
+    assert_eq!(stream_last_seq(&js).await, 1);
+    assert_eq!(store.info("views").await.unwrap().nuid, good.nuid);
     let gw = spawn_gateway(&nats.url(), &[]);
     gw.wait_ready().await;
     let r = gw
@@ -594,6 +605,7 @@ async fn a_snapshot_that_is_damaged_or_of_a_deleted_stream_is_not_used() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+    assert_eq!(task(&gw, &new_id).await["state"], "PENDING");
     let m = scrape(&gw).await;
     assert!(!m.contains_key("sn_projection_snapshot_position"), "{m:?}");
 }

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, stream::DirectGetErrorKind};
+use async_nats::jetstream::{
+    self,
+    stream::{DirectGetErrorKind, RawMessageErrorKind},
+};
 use bytes::Bytes;
 use common::{subjects, Event};
 use futures::future::BoxFuture;
@@ -24,8 +27,9 @@ pub enum BrokerError {
 pub struct Follow {
     /// Task ids as the projection changes them; subscribed before the task was looked up.
     pub changes: tokio::sync::broadcast::Receiver<uuid::Uuid>,
-    /// Whether the task has ended (SUCCESS or FAILURE). Its batches are all stored by then:
-    /// the generator publishes the end only after every batch is acknowledged.
+    /// Whether the task has ended (SUCCESS or FAILURE). Its batches are all stored by then
+    /// (on the stream's leader and a quorum): the generator publishes the end only after
+    /// every batch is acknowledged.
     pub ended: Box<dyn Fn() -> bool + Send + Sync>,
     /// Fired at shutdown: a follow still waiting then fails the body.
     pub stop: tokio_util::sync::CancellationToken,
@@ -160,7 +164,33 @@ impl Broker for NatsBroker {
                             Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
                                 match follow.as_mut() {
                                     Some(f) if !ended => f.changed(task).await?,
-                                    _ => return Ok(None),
+                                    // Any replica answers a direct get, and one that lags may
+                                    // not hold the last batches yet: the end is confirmed by
+                                    // the stream's leader.
+                                    _ => {
+                                        return match stream
+                                            .raw_message_builder()
+                                            .sequence(seq)
+                                            .next_by_subject(subject.as_str())
+                                            .send()
+                                            .await
+                                        {
+                                            Ok(m) => {
+                                                let next = m.sequence + 1;
+                                                Ok(Some((
+                                                    m.payload,
+                                                    (stream, subject, next, follow),
+                                                )))
+                                            }
+                                            Err(e)
+                                                if e.kind()
+                                                    == RawMessageErrorKind::NoMessageFound =>
+                                            {
+                                                Ok(None)
+                                            }
+                                            Err(e) => Err(other(e)),
+                                        }
+                                    }
                                 }
                             }
                             Err(e) => return Err(other(e)),

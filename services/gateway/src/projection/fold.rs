@@ -498,8 +498,8 @@ impl<'de> Deserialize<'de> for StoredTasks {
                 mut seq: A,
             ) -> Result<Self::Value, A::Error> {
                 // The length comes from the input: capped, so a damaged one cannot ask for
-                // more memory than a large snapshot needs.
-                let mut tasks = HashMap::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 22));
+                // much memory up front; a larger map grows as tasks actually arrive.
+                let mut tasks = HashMap::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 18));
                 while let Some(task) = seq.next_element::<StoredTask<'static>>()? {
                     let task = TaskView::try_from(task).map_err(serde::de::Error::custom)?;
                     let id = task.id;

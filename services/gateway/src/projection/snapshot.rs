@@ -58,6 +58,9 @@ pub struct Snapshots {
     stream: String,
     /// Events folded between two snapshots.
     every: u64,
+    /// The stored snapshot (by its object nuid) this gateway read back whole or wrote
+    /// itself: only that one is trusted to be as far along as its metadata says.
+    known: std::sync::Mutex<Option<String>>,
 }
 
 impl Snapshots {
@@ -88,6 +91,7 @@ impl Snapshots {
             store,
             stream,
             every: every.max(1),
+            known: Default::default(),
         })
     }
 
@@ -98,13 +102,17 @@ impl Snapshots {
             Err(e) if e.kind() == InfoErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
         };
+        if info.deleted {
+            return Ok(None);
+        }
         if let Some(why) = self.unusable(&info.metadata) {
             tracing::info!(why, "not starting from the stored views snapshot");
             return Ok(None);
         }
         let started = std::time::Instant::now();
         let mut object = self.store.get(subjects::VIEWS_OBJECT).await?;
-        let mut bytes = Vec::with_capacity(info.size.min(1 << 30));
+        // The size is the object's own word: a start, not a promise.
+        let mut bytes = Vec::with_capacity(info.size.min(64 << 20));
         loop {
             let read = tokio::time::timeout(READ_IDLE, object.read_buf(&mut bytes))
                 .await
@@ -134,6 +142,7 @@ impl Snapshots {
                 stored.views.position()
             );
         }
+        *self.known.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.nuid);
         Ok(Some(stored.views))
     }
 
@@ -154,8 +163,9 @@ impl Snapshots {
         if stream_id(&self.js).await? != self.stream {
             anyhow::bail!("the SN stream was recreated since these views were folded");
         }
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let stored = match self.store.info(subjects::VIEWS_OBJECT).await {
-            Ok(info) if self.unusable(&info.metadata).is_none() => info
+            Ok(info) if !info.deleted && Some(&info.nuid) == known.as_ref() => info
                 .metadata
                 .get("position")
                 .and_then(|p| p.parse::<u64>().ok()),
@@ -187,10 +197,12 @@ impl Snapshots {
             ]),
             headers: None,
         };
-        self.store
+        let written = self
+            .store
             .put(meta, &mut bytes.as_slice())
             .await
             .context("cannot store the views snapshot")?;
+        *self.known.lock().unwrap_or_else(|e| e.into_inner()) = Some(written.nuid);
         tracing::info!(position, bytes = bytes.len(), "views snapshot stored");
         metrics::gauge!("sn_projection_snapshot_position").set(position as f64);
         metrics::counter!("sn_projection_snapshots_stored_total").increment(1);
@@ -229,7 +241,10 @@ impl Snapshots {
                 _ = check.tick() => {}
             }
             let due = last_save.is_none_or(|at| at.elapsed() >= MIN_INTERVAL);
-            if due && projection.caught_up() && projection.position() >= saved + self.every {
+            if due
+                && projection.caught_up()
+                && projection.position() >= saved.saturating_add(self.every)
+            {
                 last_save = Some(tokio::time::Instant::now());
                 match self.save(&projection).await {
                     Ok(position) => saved = position,
