@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use common::events::{EventData, GenerateRequested};
 use common::Event;
@@ -149,7 +150,8 @@ pub struct IssuedRange {
 #[derive(Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "StoredViews")]
 pub struct Views {
-    tasks: HashMap<Uuid, TaskView>,
+    /// Shared with a snapshot being written; a task that changes meanwhile is copied first.
+    tasks: HashMap<Uuid, Arc<TaskView>>,
     /// Task ids by the stream sequence of their first event: the order of `GET /tasks`.
     order: BTreeMap<u64, Uuid>,
     ledger: HashMap<String, BTreeMap<u64, IssuedRange>>,
@@ -167,13 +169,15 @@ impl Views {
         let id = event.task_id();
         let model = event.data.code_model();
         let view = match self.tasks.get_mut(&id) {
-            Some(v) => v,
+            Some(v) => Arc::make_mut(v),
             None => {
                 self.order.insert(seq, id);
                 self.counts[State::Pending as usize] += 1;
-                self.tasks
-                    .entry(id)
-                    .or_insert_with(|| TaskView::new(id, model, seq))
+                Arc::make_mut(
+                    self.tasks
+                        .entry(id)
+                        .or_insert_with(|| Arc::new(TaskView::new(id, model, seq))),
+                )
             }
         };
         let before = (view.state, view.generated);
@@ -259,11 +263,21 @@ impl Views {
     }
 
     pub fn task(&self, id: &Uuid) -> Option<&TaskView> {
-        self.tasks.get(id)
+        self.tasks.get(id).map(|v| &**v)
     }
 
     pub fn by_idempotency_key(&self, key: &str) -> Option<&TaskView> {
-        self.tasks.get(self.idempotency.get(key)?)
+        self.task(self.idempotency.get(key)?)
+    }
+
+    /// What a snapshot stores, taken in a moment (the tasks are shared, not copied) so it can
+    /// be written without holding up the fold.
+    pub fn frozen(&self) -> FrozenViews {
+        FrozenViews {
+            position: self.position,
+            tasks: self.tasks.clone(),
+            idempotency: self.idempotency.clone(),
+        }
     }
 
     /// An issued range of `model` overlapping `[first, last]`, if any.
@@ -302,7 +316,7 @@ impl Views {
         let mut items = Vec::new();
         let upper = cursor.unwrap_or(u64::MAX);
         for (seq, id) in self.order.range(..upper).rev() {
-            let Some(v) = self.tasks.get(id) else {
+            let Some(v) = self.task(id) else {
                 continue;
             };
             if state.is_some_and(|s| s != v.state) || code_model.is_some_and(|m| m != v.code_model)
@@ -453,22 +467,50 @@ impl TryFrom<StoredTask<'_>> for TaskView {
     }
 }
 
+/// The views as a snapshot stores them, apart from the live ones: see [`Views::frozen`].
+pub struct FrozenViews {
+    position: u64,
+    tasks: HashMap<Uuid, Arc<TaskView>>,
+    idempotency: HashMap<String, Uuid>,
+}
+
+impl FrozenViews {
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+}
+
 /// Views as a snapshot stores them: the position, the tasks and the idempotency keys. The
 /// rest (list order, ledger, counts) follows from the tasks.
+fn serialize_views<S: serde::Serializer>(
+    position: u64,
+    tasks: &HashMap<Uuid, Arc<TaskView>>,
+    idempotency: &HashMap<String, Uuid>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    struct Tasks<'a>(&'a HashMap<Uuid, Arc<TaskView>>);
+    impl Serialize for Tasks<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.collect_seq(self.0.values().map(|t| StoredTask::from(&**t)))
+        }
+    }
+    let mut s = serializer.serialize_struct("Views", 3)?;
+    s.serialize_field("position", &position)?;
+    s.serialize_field("tasks", &Tasks(tasks))?;
+    s.serialize_field("idempotency", idempotency)?;
+    s.end()
+}
+
+impl Serialize for FrozenViews {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_views(self.position, &self.tasks, &self.idempotency, serializer)
+    }
+}
+
 impl Serialize for Views {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        struct Tasks<'a>(&'a Views);
-        impl Serialize for Tasks<'_> {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_seq(self.0.tasks.values().map(StoredTask::from))
-            }
-        }
-        let mut s = serializer.serialize_struct("Views", 3)?;
-        s.serialize_field("position", &self.position)?;
-        s.serialize_field("tasks", &Tasks(self))?;
-        s.serialize_field("idempotency", &self.idempotency)?;
-        s.end()
+        serialize_views(self.position, &self.tasks, &self.idempotency, serializer)
     }
 }
 
@@ -481,7 +523,7 @@ struct StoredViews {
 
 /// The stored tasks read straight into the map by id: a snapshot holds hundreds of
 /// thousands, and a list of them in between would be copied as it grows.
-struct StoredTasks(HashMap<Uuid, TaskView>);
+struct StoredTasks(HashMap<Uuid, Arc<TaskView>>);
 
 impl<'de> Deserialize<'de> for StoredTasks {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -503,7 +545,7 @@ impl<'de> Deserialize<'de> for StoredTasks {
                 while let Some(task) = seq.next_element::<StoredTask<'static>>()? {
                     let task = TaskView::try_from(task).map_err(serde::de::Error::custom)?;
                     let id = task.id;
-                    if tasks.insert(id, task).is_some() {
+                    if tasks.insert(id, Arc::new(task)).is_some() {
                         return Err(serde::de::Error::custom(format!("task {id} appears twice")));
                     }
                 }
@@ -803,9 +845,18 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(listed(&back), listed(&v));
+        // A frozen copy taken before more is folded still reads back as the views it was
+        // taken from: the tasks it shares are copied before they change.
+        let frozen = v.frozen();
+        let mut v = v;
+        v.apply(12, &batch(ids[2], 3, 5));
+        let at_11: Views = postcard::from_bytes(&postcard::to_stdvec(&frozen).unwrap()).unwrap();
+        assert_eq!(at_11, back);
+        assert_eq!(at_11.task(&ids[2]).unwrap().generated, 10);
+        assert_eq!(v.task(&ids[2]).unwrap().generated, 15);
+        let mut v = at_11;
         // Folding on from the snapshot ends where folding on from the original does, a
         // repeated batch included.
-        let mut v = v;
         for (seq, e) in [
             (12, batch(ids[2], 0, 10)),
             (13, batch(ids[2], 1, 5)),

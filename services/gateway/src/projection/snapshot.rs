@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt as _;
 use tokio_util::sync::CancellationToken;
 
+use super::fold::FrozenViews;
 use super::{Projection, Views};
 
 /// The body is `postcard` (compact, binary serde) of the version, the stream and the views.
@@ -40,7 +41,7 @@ const CHUNK: usize = 512 * 1024;
 struct Out<'a> {
     version: u32,
     stream: &'a str,
-    views: &'a Views,
+    views: &'a FrozenViews,
 }
 
 #[derive(Deserialize)]
@@ -176,7 +177,8 @@ impl Snapshots {
         }
         let (projection, stream) = (projection.clone(), self.stream.clone());
         let (position, bytes) = tokio::task::spawn_blocking(move || {
-            let views = projection.views();
+            // Taken under the lock in a moment; written after it is released.
+            let views = projection.views().frozen();
             let bytes = postcard::to_stdvec(&Out {
                 version: VERSION,
                 stream: &stream,
