@@ -149,7 +149,7 @@ impl Broker for NatsBroker {
             let batches = futures::stream::try_unfold(
                 (stream, subject, from_seq.max(1), follow),
                 move |(stream, subject, seq, mut follow)| async move {
-                    loop {
+                    let found = loop {
                         // Looked at before the get: once the task has ended every batch is
                         // stored, so finding none after that means there are no more.
                         let ended = follow.as_ref().is_none_or(|f| (f.ended)());
@@ -157,45 +157,37 @@ impl Broker for NatsBroker {
                             .direct_get_next_for_subject(subject.as_str(), Some(seq))
                             .await
                         {
-                            Ok(m) => {
-                                let next = m.sequence + 1;
-                                return Ok(Some((m.payload, (stream, subject, next, follow))));
-                            }
+                            Ok(m) => break Some(m),
                             Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
                                 match follow.as_mut() {
                                     Some(f) if !ended => f.changed(task).await?,
                                     // Any replica answers a direct get, and one that lags may
                                     // not hold the last batches yet: the end is confirmed by
                                     // the stream's leader.
-                                    _ => {
-                                        return match stream
-                                            .raw_message_builder()
-                                            .sequence(seq)
-                                            .next_by_subject(subject.as_str())
-                                            .send()
-                                            .await
+                                    _ => match stream
+                                        .raw_message_builder()
+                                        .sequence(seq)
+                                        .next_by_subject(subject.as_str())
+                                        .send()
+                                        .await
+                                    {
+                                        Ok(m) => break Some(m),
+                                        Err(e)
+                                            if e.kind() == RawMessageErrorKind::NoMessageFound =>
                                         {
-                                            Ok(m) => {
-                                                let next = m.sequence + 1;
-                                                Ok(Some((
-                                                    m.payload,
-                                                    (stream, subject, next, follow),
-                                                )))
-                                            }
-                                            Err(e)
-                                                if e.kind()
-                                                    == RawMessageErrorKind::NoMessageFound =>
-                                            {
-                                                Ok(None)
-                                            }
-                                            Err(e) => Err(other(e)),
+                                            break None
                                         }
-                                    }
+                                        Err(e) => return Err(other(e)),
+                                    },
                                 }
                             }
                             Err(e) => return Err(other(e)),
                         }
-                    }
+                    };
+                    Ok(found.map(|m| {
+                        let next = m.sequence + 1;
+                        (m.payload, (stream, subject, next, follow))
+                    }))
                 },
             );
             Ok(run_ahead(batches.boxed(), 4, || {
