@@ -881,6 +881,13 @@ async fn a_followed_download_streams_a_task_from_pending_to_its_end() {
     outcomes.sort();
     // The failed task's body ends in an error, never as an empty or short download.
     assert_eq!(outcomes, [None, Some(9)]);
+    // Each batch was read once: 250 of the big task, 1 of the small one. The follows began
+    // before any batch was stored, so batches came from the projection's live feed too.
+    let m = scrape(&gw).await;
+    let feed = sum(&m, "sn_download_batches_total{read=\"feed\"");
+    let stream = sum(&m, "sn_download_batches_total{read=\"stream\"");
+    assert_eq!(feed + stream, 251.0, "feed {feed}, stream {stream}");
+    assert!(feed > 0.0, "no batch came from the live feed");
 
     // A follow still waiting when the gateway stops fails its body and does not hold the
     // gateway up.

@@ -14,6 +14,8 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use tracing::Instrument;
 
+use crate::projection::LiveBatch;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error("NATS is not connected")]
@@ -27,6 +29,9 @@ pub enum BrokerError {
 pub struct Follow {
     /// Task ids as the projection changes them; subscribed before the task was looked up.
     pub changes: tokio::sync::broadcast::Receiver<uuid::Uuid>,
+    /// Batches as the projection receives them, each before its task's change; subscribed
+    /// with `changes`.
+    pub batches: tokio::sync::broadcast::Receiver<LiveBatch>,
     /// Whether the task has ended (SUCCESS or FAILURE). Its batches are all stored by then
     /// (on the stream's leader and a quorum): the generator publishes the end only after
     /// every batch is acknowledged.
@@ -38,10 +43,18 @@ pub struct Follow {
 /// Longest wait for a change before looking at the stream again anyway.
 const FOLLOW_RECHECK: Duration = Duration::from_secs(1);
 
+/// What the live batch feed holds for a walk.
+enum Live {
+    Batch(LiveBatch),
+    Empty,
+    /// The walk fell behind the feed and some batches are gone from it.
+    Lagged,
+}
+
 impl Follow {
     /// Waits until `task` changes (or changes may have been missed), at most
-    /// `FOLLOW_RECHECK`; fails once the gateway is stopping.
-    async fn changed(&mut self, task: uuid::Uuid) -> Result<(), BrokerError> {
+    /// `FOLLOW_RECHECK`; false when the wait timed out. Fails once the gateway is stopping.
+    async fn changed(&mut self, task: uuid::Uuid) -> Result<bool, BrokerError> {
         use tokio::sync::broadcast::error::RecvError;
         let changes = &mut self.changes;
         let change = async {
@@ -56,7 +69,20 @@ impl Follow {
         };
         tokio::select! {
             _ = self.stop.cancelled() => Err(BrokerError::Other("the gateway is stopping".into())),
-            _ = tokio::time::timeout(FOLLOW_RECHECK, change) => Ok(()),
+            woke = tokio::time::timeout(FOLLOW_RECHECK, change) => Ok(woke.is_ok()),
+        }
+    }
+
+    /// The feed's next batch of `subject` at stream sequence `from` or later.
+    fn live(&mut self, subject: &str, from: u64) -> Live {
+        use tokio::sync::broadcast::error::TryRecvError;
+        loop {
+            match self.batches.try_recv() {
+                Ok(b) if b.seq >= from && b.subject.as_str() == subject => return Live::Batch(b),
+                Ok(_) => continue,
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return Live::Empty,
+                Err(TryRecvError::Lagged(_)) => return Live::Lagged,
+            }
         }
     }
 }
@@ -145,55 +171,143 @@ impl Broker for NatsBroker {
                 .await
                 .map_err(other)?;
             // Direct gets walk the task's subject without a consumer: any replica answers,
-            // and nothing has to be created or cleaned up on the server.
-            let batches = futures::stream::try_unfold(
-                (stream, subject, from_seq.max(1), follow),
-                move |(stream, subject, seq, mut follow)| async move {
-                    let found = loop {
-                        // Looked at before the get: once the task has ended every batch is
-                        // stored, so finding none after that means there are no more.
-                        let ended = follow.as_ref().is_none_or(|f| (f.ended)());
-                        match stream
-                            .direct_get_next_for_subject(subject.as_str(), Some(seq))
-                            .await
-                        {
-                            Ok(m) => break Some(m),
-                            Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
-                                match follow.as_mut() {
-                                    Some(f) if !ended => f.changed(task).await?,
-                                    // Any replica answers a direct get, and one that lags may
-                                    // not hold the last batches yet: the end is confirmed by
-                                    // the stream's leader.
-                                    _ => match stream
-                                        .raw_message_builder()
-                                        .sequence(seq)
-                                        .next_by_subject(subject.as_str())
-                                        .send()
-                                        .await
-                                    {
-                                        Ok(m) => break Some(m),
-                                        Err(e)
-                                            if e.kind() == RawMessageErrorKind::NoMessageFound =>
-                                        {
-                                            break None
-                                        }
-                                        Err(e) => return Err(other(e)),
-                                    },
-                                }
-                            }
-                            Err(e) => return Err(other(e)),
-                        }
-                    };
-                    Ok(found.map(|m| {
-                        let next = m.sequence + 1;
-                        (m.payload, (stream, subject, next, follow))
-                    }))
-                },
-            );
+            // and nothing has to be created or cleaned up on the server. A followed task,
+            // once the walk has reached the end of what the stream's leader holds, takes its
+            // next batches from the projection's live feed instead (the same messages, which
+            // the projection receives anyway): everything stored after the leader said "no
+            // more" reaches the feed in stream order, so nothing can fall in between. If the
+            // feed outran the walk, or was quiet for a while, the walk reads the stream again.
+            let walk = Walk {
+                stream,
+                subject,
+                task,
+                seq: from_seq.max(1),
+                follow,
+                live: false,
+            };
+            let batches = futures::stream::try_unfold(walk, |mut walk| async move {
+                Ok(walk.next().await?.map(|(_, payload)| (payload, walk)))
+            });
             Ok(run_ahead(batches.boxed(), 4, || {
                 Err(BrokerError::Other("reading the batches failed".into()))
             }))
         })
+    }
+}
+
+/// A stored message: its stream sequence and payload.
+type Stored = (u64, Bytes);
+
+/// A read of one stored message, if there is one.
+type Read<'a> = BoxFuture<'a, Result<Option<Stored>, BrokerError>>;
+
+/// The two reads a download's walk makes of the stream.
+trait StreamReads: Send + Sync + 'static {
+    /// The first message of `subject` at stream sequence `seq` or later, from any replica.
+    fn any_replica(&self, subject: &str, seq: u64) -> Read<'_>;
+    /// The same, as the stream's leader holds it.
+    fn leader(&self, subject: &str, seq: u64) -> Read<'_>;
+}
+
+impl StreamReads for jetstream::stream::Stream<()> {
+    fn any_replica(&self, subject: &str, seq: u64) -> Read<'_> {
+        let subject = subject.to_owned();
+        Box::pin(async move {
+            match self.direct_get_next_for_subject(subject, Some(seq)).await {
+                Ok(m) => Ok(Some((m.sequence, m.payload))),
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+                Err(e) => Err(other(e)),
+            }
+        })
+    }
+
+    fn leader(&self, subject: &str, seq: u64) -> Read<'_> {
+        let subject = subject.to_owned();
+        Box::pin(async move {
+            match self
+                .raw_message_builder()
+                .sequence(seq)
+                .next_by_subject(subject)
+                .send()
+                .await
+            {
+                Ok(m) => Ok(Some((m.sequence, m.payload))),
+                Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
+                Err(e) => Err(other(e)),
+            }
+        })
+    }
+}
+
+/// Where a download's walk through a task's batches is.
+struct Walk<S> {
+    stream: S,
+    subject: String,
+    task: uuid::Uuid,
+    /// Every batch below this stream sequence was yielded.
+    seq: u64,
+    follow: Option<Follow>,
+    /// The leader held no batch from `seq` on, and every batch since came through the feed.
+    live: bool,
+}
+
+impl<S: StreamReads> Walk<S> {
+    /// The next batch, or `None` once the task's batches are all read.
+    async fn next(&mut self) -> Result<Option<Stored>, BrokerError> {
+        let found = self.find().await?;
+        if let Some((seq, _)) = found {
+            self.seq = seq + 1;
+        }
+        Ok(found)
+    }
+
+    async fn find(&mut self) -> Result<Option<Stored>, BrokerError> {
+        loop {
+            // Looked at before any read: once the task has ended every batch is stored (and
+            // was offered to the feed), so finding none after that means there are no more.
+            let ended = self.follow.as_ref().is_none_or(|f| (f.ended)());
+            if let Some(f) = self.follow.as_mut().filter(|_| self.live) {
+                match f.live(&self.subject, self.seq) {
+                    Live::Batch(b) => {
+                        metrics::counter!("sn_download_batches_total", "read" => "feed")
+                            .increment(1);
+                        return Ok(Some((b.seq, b.payload)));
+                    }
+                    Live::Lagged => self.live = false,
+                    Live::Empty if ended => return self.leader_next().await,
+                    Live::Empty => {
+                        if !f.changed(self.task).await? {
+                            self.live = false;
+                        }
+                        continue;
+                    }
+                }
+            }
+            if let Some(found) = self.stream.any_replica(&self.subject, self.seq).await? {
+                metrics::counter!("sn_download_batches_total", "read" => "stream").increment(1);
+                return Ok(Some(found));
+            }
+            // Any replica answers a direct get, and one that lags may not hold the last
+            // batches yet: the end of what is stored is confirmed by the stream's leader.
+            let found = self.leader_next().await?;
+            match self.follow.as_mut() {
+                Some(f) if !ended && found.is_none() => {
+                    self.live = true;
+                    if !f.changed(self.task).await? {
+                        self.live = false;
+                    }
+                }
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    async fn leader_next(&self) -> Result<Option<Stored>, BrokerError> {
+        let found = self.stream.leader(&self.subject, self.seq).await?;
+        if found.is_some() {
+            metrics::counter!("sn_download_batches_total", "read" => "stream").increment(1);
+        }
+        Ok(found)
     }
 }
 
@@ -234,4 +348,178 @@ pub fn run_ahead<T: Send + 'static>(
         }
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use tokio::sync::broadcast;
+
+    use super::*;
+
+    /// A stream in memory whose replicas may lag: `any_replica` sees only sequences below
+    /// `replica_sees`, the leader sees everything.
+    #[derive(Default, Clone)]
+    struct Memory {
+        messages: Arc<Mutex<BTreeMap<u64, (String, Bytes)>>>,
+        replica_sees: Arc<AtomicU64>,
+    }
+
+    impl Memory {
+        fn first(&self, subject: &str, seq: u64, below: u64) -> Option<Stored> {
+            let messages = self.messages.lock().unwrap();
+            messages
+                .range(seq..below.max(seq))
+                .find(|(_, (s, _))| s == subject)
+                .map(|(&seq, (_, payload))| (seq, payload.clone()))
+        }
+    }
+
+    impl StreamReads for Memory {
+        fn any_replica(&self, subject: &str, seq: u64) -> Read<'_> {
+            let below = self.replica_sees.load(Ordering::SeqCst);
+            let found = self.first(subject, seq, below);
+            Box::pin(async move { Ok(found) })
+        }
+
+        fn leader(&self, subject: &str, seq: u64) -> Read<'_> {
+            let found = self.first(subject, seq, u64::MAX);
+            Box::pin(async move { Ok(found) })
+        }
+    }
+
+    /// The projection's side: stores a message, offers it to the feed, announces the change.
+    struct Projection {
+        stream: Memory,
+        batches: broadcast::Sender<LiveBatch>,
+        changes: broadcast::Sender<uuid::Uuid>,
+        task: uuid::Uuid,
+    }
+
+    impl Projection {
+        fn store(&self, seq: u64, subject: &str) {
+            let payload = Bytes::from(format!("batch at {seq}"));
+            self.stream
+                .messages
+                .lock()
+                .unwrap()
+                .insert(seq, (subject.to_owned(), payload.clone()));
+            let _ = self.batches.send(LiveBatch {
+                seq,
+                subject: subject.into(),
+                payload,
+            });
+            let _ = self.changes.send(self.task);
+        }
+    }
+
+    /// The walk's next batch: polled until it waits (if it does), then `meanwhile` runs and
+    /// the walk goes on. Checks the payload is the one stored at the sequence.
+    async fn next(walk: &mut Walk<Memory>, meanwhile: impl FnOnce()) -> Option<u64> {
+        let found = walk.next();
+        tokio::pin!(found);
+        let found = match futures::poll!(&mut found) {
+            std::task::Poll::Ready(found) => {
+                meanwhile();
+                found
+            }
+            std::task::Poll::Pending => {
+                meanwhile();
+                found.await
+            }
+        };
+        found.unwrap().map(|(seq, payload)| {
+            assert_eq!(payload, format!("batch at {seq}"));
+            seq
+        })
+    }
+
+    #[tokio::test]
+    async fn a_followed_walk_reads_every_batch_once_in_order_from_feed_or_stream() {
+        let task = uuid::Uuid::new_v4();
+        let mine = "sn.M.generated.mine";
+        let stream = Memory::default();
+        stream.replica_sees.store(u64::MAX, Ordering::SeqCst);
+        // A feed of 4, so a walk that falls behind by more is told it lagged.
+        let (batches, _) = broadcast::channel(4);
+        let (changes, _) = broadcast::channel(64);
+        let ended = Arc::new(AtomicBool::new(false));
+        let follow = Follow {
+            changes: changes.subscribe(),
+            batches: batches.subscribe(),
+            ended: Box::new({
+                let ended = ended.clone();
+                move || ended.load(Ordering::SeqCst)
+            }),
+            stop: tokio_util::sync::CancellationToken::new(),
+        };
+        let projection = Projection {
+            stream: stream.clone(),
+            batches,
+            changes,
+            task,
+        };
+        let mut walk = Walk {
+            stream: stream.clone(),
+            subject: mine.to_owned(),
+            task,
+            seq: 1,
+            follow: Some(follow),
+            live: false,
+        };
+        let mut read = Vec::new();
+
+        // Stored before the walk: read from the stream.
+        projection.store(2, mine);
+        projection.store(3, "sn.M.generated.other");
+        read.push(next(&mut walk, || ()).await.unwrap());
+        // Stored while the walk waits at the end of what was stored: from the feed.
+        read.push(next(&mut walk, || projection.store(5, mine)).await.unwrap());
+        assert!(walk.live);
+
+        // Ten batches while the walk waits: more than the feed keeps, so it reads the stream
+        // again from where it was, then takes up the feed once it has caught up.
+        let mut stored = Some(|| (6..16).for_each(|seq| projection.store(seq, mine)));
+        for _ in 6..16 {
+            let store = stored.take();
+            read.push(
+                next(&mut walk, || store.into_iter().for_each(|s| s()))
+                    .await
+                    .unwrap(),
+            );
+            assert!(!walk.live);
+        }
+        read.push(
+            next(&mut walk, || projection.store(17, mine))
+                .await
+                .unwrap(),
+        );
+        assert!(walk.live);
+
+        // A batch stored before the follow began (never on its feed), on a replica that lags:
+        // the replica's "no more" is not taken for the end.
+        walk.live = false;
+        stream.replica_sees.store(18, Ordering::SeqCst);
+        let payload = Bytes::from("batch at 18");
+        stream
+            .messages
+            .lock()
+            .unwrap()
+            .insert(18, (mine.to_owned(), payload));
+        let found = tokio::time::timeout(Duration::from_secs(5), next(&mut walk, || ()));
+        read.push(found.await.expect("the leader has 18").unwrap());
+        assert!(!walk.live);
+
+        // The task ends: the walk ends once the leader has no more.
+        ended.store(true, Ordering::SeqCst);
+        let _ = projection.changes.send(task);
+        assert_eq!(next(&mut walk, || ()).await, None);
+        let mut expected = vec![2, 5];
+        expected.extend(6..16);
+        expected.extend([17, 18]);
+        assert_eq!(read, expected);
+    }
 }

@@ -57,6 +57,10 @@ fn describe() {
     );
     describe_gauge!("sn_tasks", "Tasks in the views, by state");
     describe_counter!("sn_projection_events_total", "Events folded into the views");
+    describe_counter!(
+        "sn_download_batches_total",
+        "Batches read for downloads, by where from: the stream, or the projection's live feed (followed tasks)"
+    );
     describe_gauge!(
         "sn_projection_lag_events",
         "Events in the stream not yet folded"

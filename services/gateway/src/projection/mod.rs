@@ -13,18 +13,35 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy};
 use common::nats::Connections;
-use common::{subjects, Event};
+use common::subjects::{self, Kind};
+use common::Event;
 use futures::StreamExt;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-/// The folded views, the stream position they reflect, and a feed of changed tasks.
+/// The folded views, the stream position they reflect, a feed of changed tasks, and a feed
+/// of the generated batches as they arrive.
 pub struct Projection {
     views: RwLock<Views>,
     position: watch::Sender<u64>,
     caught_up: AtomicBool,
     changes: broadcast::Sender<uuid::Uuid>,
+    batches: broadcast::Sender<LiveBatch>,
 }
+
+/// A message of a `generated` subject as the projection received it, sent before it is
+/// folded: a followed download takes its batches from here instead of asking the stream for
+/// them again.
+#[derive(Debug, Clone)]
+pub struct LiveBatch {
+    pub seq: u64,
+    pub subject: async_nats::Subject,
+    pub payload: bytes::Bytes,
+}
+
+/// Batches the live feed keeps for a reader that has not taken them yet (each up to 256 KiB);
+/// a reader further behind is told it lagged and reads the stream instead.
+const LIVE_BATCHES: usize = 32;
 
 impl Default for Projection {
     fn default() -> Self {
@@ -33,6 +50,7 @@ impl Default for Projection {
             position: watch::Sender::new(0),
             caught_up: AtomicBool::new(false),
             changes: broadcast::channel(4096).0,
+            batches: broadcast::channel(LIVE_BATCHES).0,
         }
     }
 }
@@ -99,6 +117,26 @@ impl Projection {
     /// Task ids as they change.
     pub fn subscribe(&self) -> broadcast::Receiver<uuid::Uuid> {
         self.changes.subscribe()
+    }
+
+    /// Messages of `generated` subjects from now on, in stream order, each sent before the
+    /// change it makes to its task.
+    pub fn subscribe_batches(&self) -> broadcast::Receiver<LiveBatch> {
+        self.batches.subscribe()
+    }
+
+    /// Hands a received message to the live batch feed if it is a batch and anyone listens.
+    fn offer(&self, seq: u64, subject: &async_nats::Subject, payload: &bytes::Bytes) {
+        if self.batches.receiver_count() == 0 {
+            return;
+        }
+        if subjects::parse(subject).is_some_and(|p| p.kind == Kind::Generated) {
+            let _ = self.batches.send(LiveBatch {
+                seq,
+                subject: subject.clone(),
+                payload: payload.clone(),
+            });
+        }
     }
 }
 
@@ -196,6 +234,10 @@ async fn follow(
         // Folded already: a consumer the client recreated before its first message starts
         // again from the stream's first event.
         let folded = seq <= projection.position();
+        if !folded {
+            // Whether it decodes or not: a follower must see every batch the stream holds.
+            projection.offer(seq, &msg.subject, &msg.payload);
+        }
         let decoded = (!folded).then(|| Event::from_json_without_serials(&msg.payload));
         match decoded {
             None => {}
