@@ -100,12 +100,19 @@ impl<'a> Outbox<'a> {
         Ok(())
     }
 
-    /// Waits for every ack in flight and records them in the log.
-    #[instrument(name = "publish acks", skip_all)]
-    pub async fn drain(&mut self) -> Result<(), OutboxError> {
+    /// Waits for every ack in flight. The log learns of them at the next [`Outbox::drain`]
+    /// (until then a restart would publish them again, which is harmless).
+    pub async fn settle(&mut self) -> Result<(), OutboxError> {
         while !self.inflight.is_empty() {
             self.settle_one().await?;
         }
+        Ok(())
+    }
+
+    /// Waits for every ack in flight and records them in the log.
+    #[instrument(name = "publish acks", skip_all)]
+    pub async fn drain(&mut self) -> Result<(), OutboxError> {
+        self.settle().await?;
         self.shared.log.mark_published(&self.acked)?;
         self.acked.clear();
         Ok(())

@@ -293,7 +293,9 @@ async fn generate(
     for (seq, entry) in batch_seqs.iter().zip(&group) {
         outbox.send(*seq, entry).await?;
     }
-    outbox.drain().await?;
+    // The log learns the batches are published together with the completion: one write
+    // less before the completion goes out.
+    outbox.settle().await?;
     outbox.send(*last_seq, &completion).await?;
     outbox.drain().await?;
     metrics::counter!("sn_serials_issued_total", "code_model" => req.code_model.clone())
