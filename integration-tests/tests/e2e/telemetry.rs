@@ -127,8 +127,8 @@ async fn one_task_is_one_trace_across_both_services_even_after_sigterm() {
     // The trace started by the POST; reads of the task (GET /tasks/{id}) are traces of their own.
     let post = spans
         .iter()
-        .find(|s| s.name == "generate_sn")
-        .expect("the POST handler span");
+        .find(|s| s.name == "POST /generate_sn")
+        .expect("the POST's HTTP span, with the task id");
     let trace_id = post.trace_id.clone();
     let all: Vec<Span> = collector
         .spans

@@ -10,7 +10,6 @@ use axum::response::Response;
 use common::events::{codes, EventData, GenerateRequested};
 use common::{Event, GenerateSpec};
 use time::OffsetDateTime;
-use tracing::instrument;
 
 use crate::intake::{self, BODY_LIMIT};
 use crate::{ApiError, AppState};
@@ -66,7 +65,8 @@ fn mismatch() -> ApiError {
     ),
     security((), ("bearer" = [])),
 )]
-#[instrument(name = "generate_sn", skip_all, fields(task_id))]
+// No span of its own: the HTTP server span (`http::observe`) is the request's, and gets the
+// task id below; one span less per request is measurable at thousands of requests a second.
 pub async fn generate(
     State(state): State<AppState>,
     headers: HeaderMap,
