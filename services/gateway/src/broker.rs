@@ -12,6 +12,7 @@ use common::{subjects, Event};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::StreamExt;
+use tokio::sync::broadcast;
 use tracing::Instrument;
 
 use crate::projection::LiveBatch;
@@ -24,14 +25,14 @@ pub enum BrokerError {
     Other(String),
 }
 
-/// How a download follows a task that has not ended yet: when the task's batches run out
-/// before it has ended, the walk waits for the task to change and looks again.
+/// How a download follows a task that has not ended yet. Once the walk has read every batch
+/// the stream's leader holds, it takes the next ones from the projection's live feed as they
+/// arrive, and looks at the task again whenever it changes.
 pub struct Follow {
     /// Task ids as the projection changes them; subscribed before the task was looked up.
-    pub changes: tokio::sync::broadcast::Receiver<uuid::Uuid>,
-    /// Batches as the projection receives them, each before its task's change; subscribed
-    /// with `changes`.
-    pub batches: tokio::sync::broadcast::Receiver<LiveBatch>,
+    pub changes: broadcast::Receiver<uuid::Uuid>,
+    /// Subscribes to the projection's live feed of batches.
+    pub feed: Box<dyn Fn() -> broadcast::Receiver<LiveBatch> + Send + Sync>,
     /// Whether the task has ended (SUCCESS or FAILURE). Its batches are all stored by then
     /// (on the stream's leader and a quorum): the generator publishes the end only after
     /// every batch is acknowledged.
@@ -40,49 +41,75 @@ pub struct Follow {
     pub stop: tokio_util::sync::CancellationToken,
 }
 
-/// Longest wait for a change before looking at the stream again anyway.
+/// Longest wait on the live feed before looking at the stream again anyway.
 const FOLLOW_RECHECK: Duration = Duration::from_secs(1);
 
-/// What the live batch feed holds for a walk.
+/// What a walk waiting on the live feed got.
 enum Live {
     Batch(LiveBatch),
-    Empty,
-    /// The walk fell behind the feed and some batches are gone from it.
-    Lagged,
+    /// The task changed (or changes were missed): look at it again.
+    Changed,
+    /// Nothing for `FOLLOW_RECHECK`, or the feed dropped batches before the walk took them:
+    /// read the stream.
+    Stream,
+}
+
+/// Whether `b` is the walk's: of its subject, at or after the next sequence it needs.
+fn wanted(b: &LiveBatch, subject: &str, from: u64) -> bool {
+    b.seq >= from && b.subject.as_str() == subject
+}
+
+/// The first wanted batch the feed already holds; `Err` when it dropped some.
+fn held(
+    feed: &mut broadcast::Receiver<LiveBatch>,
+    subject: &str,
+    from: u64,
+) -> Result<Option<LiveBatch>, ()> {
+    use broadcast::error::TryRecvError;
+    loop {
+        match feed.try_recv() {
+            Ok(b) if wanted(&b, subject, from) => return Ok(Some(b)),
+            Ok(_) => continue,
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return Ok(None),
+            Err(TryRecvError::Lagged(_)) => return Err(()),
+        }
+    }
 }
 
 impl Follow {
-    /// Waits until `task` changes (or changes may have been missed), at most
-    /// `FOLLOW_RECHECK`; false when the wait timed out. Fails once the gateway is stopping.
-    async fn changed(&mut self, task: uuid::Uuid) -> Result<bool, BrokerError> {
-        use tokio::sync::broadcast::error::RecvError;
+    /// Waits for a wanted batch on `feed` or a change of `task`, at most `FOLLOW_RECHECK`.
+    /// Other tasks' batches are taken off the feed meanwhile, so a waiting walk holds none of
+    /// them. Fails once the gateway is stopping.
+    async fn wait(
+        &mut self,
+        feed: &mut broadcast::Receiver<LiveBatch>,
+        task: uuid::Uuid,
+        subject: &str,
+        from: u64,
+    ) -> Result<Live, BrokerError> {
+        use broadcast::error::RecvError;
         let changes = &mut self.changes;
-        let change = async {
+        let woke = async {
             loop {
-                match changes.recv().await {
-                    Ok(id) if id != task => continue,
-                    // No more changes: only the recheck is left.
-                    Err(RecvError::Closed) => std::future::pending::<()>().await,
-                    Ok(_) | Err(RecvError::Lagged(_)) => return,
+                tokio::select! {
+                    change = changes.recv() => match change {
+                        Ok(id) if id != task => {}
+                        // The projection is gone (and its feed with it): only the recheck is left.
+                        Err(RecvError::Closed) => std::future::pending::<()>().await,
+                        Ok(_) | Err(RecvError::Lagged(_)) => return Live::Changed,
+                    },
+                    batch = feed.recv() => match batch {
+                        Ok(b) if wanted(&b, subject, from) => return Live::Batch(b),
+                        Ok(_) => {}
+                        Err(RecvError::Closed) => std::future::pending::<()>().await,
+                        Err(RecvError::Lagged(_)) => return Live::Stream,
+                    },
                 }
             }
         };
         tokio::select! {
             _ = self.stop.cancelled() => Err(BrokerError::Other("the gateway is stopping".into())),
-            woke = tokio::time::timeout(FOLLOW_RECHECK, change) => Ok(woke.is_ok()),
-        }
-    }
-
-    /// The feed's next batch of `subject` at stream sequence `from` or later.
-    fn live(&mut self, subject: &str, from: u64) -> Live {
-        use tokio::sync::broadcast::error::TryRecvError;
-        loop {
-            match self.batches.try_recv() {
-                Ok(b) if b.seq >= from && b.subject.as_str() == subject => return Live::Batch(b),
-                Ok(_) => continue,
-                Err(TryRecvError::Empty | TryRecvError::Closed) => return Live::Empty,
-                Err(TryRecvError::Lagged(_)) => return Live::Lagged,
-            }
+            woke = tokio::time::timeout(FOLLOW_RECHECK, woke) => Ok(woke.unwrap_or(Live::Stream)),
         }
     }
 }
@@ -183,7 +210,7 @@ impl Broker for NatsBroker {
                 task,
                 seq: from_seq.max(1),
                 follow,
-                live: false,
+                live: None,
             };
             let batches = futures::stream::try_unfold(walk, |mut walk| async move {
                 Ok(walk.next().await?.map(|(_, payload)| (payload, walk)))
@@ -247,8 +274,10 @@ struct Walk<S> {
     /// Every batch below this stream sequence was yielded.
     seq: u64,
     follow: Option<Follow>,
-    /// The leader held no batch from `seq` on, and every batch since came through the feed.
-    live: bool,
+    /// Following the live feed: subscribed before the stream's leader said it held no batch
+    /// from `seq` on, so every batch stored since reaches this receiver, in stream order
+    /// (or the receiver reports that it lagged).
+    live: Option<broadcast::Receiver<LiveBatch>>,
 }
 
 impl<S: StreamReads> Walk<S> {
@@ -266,38 +295,45 @@ impl<S: StreamReads> Walk<S> {
             // Looked at before any read: once the task has ended every batch is stored (and
             // was offered to the feed), so finding none after that means there are no more.
             let ended = self.follow.as_ref().is_none_or(|f| (f.ended)());
-            if let Some(f) = self.follow.as_mut().filter(|_| self.live) {
-                match f.live(&self.subject, self.seq) {
+            if let (Some(f), Some(feed)) = (self.follow.as_mut(), self.live.as_mut()) {
+                let next = match held(feed, &self.subject, self.seq) {
+                    Ok(Some(b)) => Live::Batch(b),
+                    Ok(None) if ended => {
+                        let found = self.leader_next().await?;
+                        if found.is_some() {
+                            // One the feed did not bring (a copy published after the end):
+                            // the stream has the rest.
+                            self.live = None;
+                        }
+                        return Ok(found);
+                    }
+                    Ok(None) => f.wait(feed, self.task, &self.subject, self.seq).await?,
+                    Err(()) => Live::Stream,
+                };
+                match next {
                     Live::Batch(b) => {
                         metrics::counter!("sn_download_batches_total", "read" => "feed")
                             .increment(1);
                         return Ok(Some((b.seq, b.payload)));
                     }
-                    Live::Lagged => self.live = false,
-                    Live::Empty if ended => return self.leader_next().await,
-                    Live::Empty => {
-                        if !f.changed(self.task).await? {
-                            self.live = false;
-                        }
-                        continue;
-                    }
+                    Live::Changed => {}
+                    Live::Stream => self.live = None,
                 }
+                continue;
             }
             if let Some(found) = self.stream.any_replica(&self.subject, self.seq).await? {
                 metrics::counter!("sn_download_batches_total", "read" => "stream").increment(1);
                 return Ok(Some(found));
             }
             // Any replica answers a direct get, and one that lags may not hold the last
-            // batches yet: the end of what is stored is confirmed by the stream's leader.
-            let found = self.leader_next().await?;
-            match self.follow.as_mut() {
-                Some(f) if !ended && found.is_none() => {
-                    self.live = true;
-                    if !f.changed(self.task).await? {
-                        self.live = false;
-                    }
-                }
-                _ => return Ok(found),
+            // batches yet: the end of what is stored is confirmed by the stream's leader. A
+            // follower subscribes to the feed first, so nothing stored after the leader's
+            // answer can fall between the two.
+            let feed = self.follow.as_ref().filter(|_| !ended).map(|f| (f.feed)());
+            match (self.leader_next().await?, feed) {
+                (Some(found), _) => return Ok(Some(found)),
+                (None, Some(feed)) => self.live = Some(feed),
+                (None, None) => return Ok(None),
             }
         }
     }
@@ -369,6 +405,15 @@ mod tests {
     }
 
     impl Memory {
+        /// Stores a message the projection never offers (stored before a follow began).
+        fn insert(&self, seq: u64, subject: &str) {
+            let payload = Bytes::from(format!("batch at {seq}"));
+            self.messages
+                .lock()
+                .unwrap()
+                .insert(seq, (subject.to_owned(), payload));
+        }
+
         fn first(&self, subject: &str, seq: u64, below: u64) -> Option<Stored> {
             let messages = self.messages.lock().unwrap();
             messages
@@ -442,14 +487,16 @@ mod tests {
         let task = uuid::Uuid::new_v4();
         let mine = "sn.M.generated.mine";
         let stream = Memory::default();
-        stream.replica_sees.store(u64::MAX, Ordering::SeqCst);
         // A feed of 4, so a walk that falls behind by more is told it lagged.
         let (batches, _) = broadcast::channel(4);
         let (changes, _) = broadcast::channel(64);
         let ended = Arc::new(AtomicBool::new(false));
         let follow = Follow {
             changes: changes.subscribe(),
-            batches: batches.subscribe(),
+            feed: Box::new({
+                let batches: broadcast::Sender<LiveBatch> = batches.clone();
+                move || batches.subscribe()
+            }),
             ended: Box::new({
                 let ended = ended.clone();
                 move || ended.load(Ordering::SeqCst)
@@ -468,17 +515,24 @@ mod tests {
             task,
             seq: 1,
             follow: Some(follow),
-            live: false,
+            live: None,
         };
         let mut read = Vec::new();
 
-        // Stored before the walk: read from the stream.
+        // Stored before the walk began, and 4 on the leader only (a replica lags): all read
+        // from the stream, the replica's "no more" at 3 not taken for the end.
         projection.store(2, mine);
         projection.store(3, "sn.M.generated.other");
+        stream.insert(4, mine);
+        stream.replica_sees.store(4, Ordering::SeqCst);
         read.push(next(&mut walk, || ()).await.unwrap());
+        read.push(next(&mut walk, || ()).await.unwrap());
+        assert!(walk.live.is_none());
+        stream.replica_sees.store(u64::MAX, Ordering::SeqCst);
+
         // Stored while the walk waits at the end of what was stored: from the feed.
         read.push(next(&mut walk, || projection.store(5, mine)).await.unwrap());
-        assert!(walk.live);
+        assert!(walk.live.is_some());
 
         // Ten batches while the walk waits: more than the feed keeps, so it reads the stream
         // again from where it was, then takes up the feed once it has caught up.
@@ -490,36 +544,35 @@ mod tests {
                     .await
                     .unwrap(),
             );
-            assert!(!walk.live);
+            assert!(walk.live.is_none());
         }
         read.push(
             next(&mut walk, || projection.store(17, mine))
                 .await
                 .unwrap(),
         );
-        assert!(walk.live);
+        assert!(walk.live.is_some());
 
-        // A batch stored before the follow began (never on its feed), on a replica that lags:
-        // the replica's "no more" is not taken for the end.
-        walk.live = false;
-        stream.replica_sees.store(18, Ordering::SeqCst);
-        let payload = Bytes::from("batch at 18");
-        stream
-            .messages
-            .lock()
-            .unwrap()
-            .insert(18, (mine.to_owned(), payload));
-        let found = tokio::time::timeout(Duration::from_secs(5), next(&mut walk, || ()));
-        read.push(found.await.expect("the leader has 18").unwrap());
-        assert!(!walk.live);
-
-        // The task ends: the walk ends once the leader has no more.
-        ended.store(true, Ordering::SeqCst);
-        let _ = projection.changes.send(task);
+        // The task ends with two batches still on the feed: both are read from it, then the
+        // leader confirms there are no more.
+        let end = || {
+            projection.store(18, mine);
+            projection.store(19, mine);
+            ended.store(true, Ordering::SeqCst);
+            let _ = projection.changes.send(task);
+        };
+        read.push(next(&mut walk, end).await.unwrap());
+        read.push(next(&mut walk, || ()).await.unwrap());
+        assert!(walk.live.is_some());
+        // A copy the feed never brought (published after the end) is still read.
+        stream.insert(20, mine);
+        read.push(next(&mut walk, || ()).await.unwrap());
+        assert!(walk.live.is_none());
         assert_eq!(next(&mut walk, || ()).await, None);
-        let mut expected = vec![2, 5];
+
+        let mut expected = vec![2, 4, 5];
         expected.extend(6..16);
-        expected.extend([17, 18]);
+        expected.extend(17..21);
         assert_eq!(read, expected);
     }
 }

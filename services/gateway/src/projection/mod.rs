@@ -39,8 +39,10 @@ pub struct LiveBatch {
     pub payload: bytes::Bytes,
 }
 
-/// Batches the live feed keeps for a reader that has not taken them yet (each up to 256 KiB);
-/// a reader further behind is told it lagged and reads the stream instead.
+/// Batches the live feed keeps for a reader that has not taken them yet (each up to 256 KiB,
+/// and it may keep the NATS read buffer it was cut from alive); a reader further behind is
+/// told it lagged and reads the stream instead. Only a followed download that has caught up
+/// with the stream holds a reader, and while it waits it takes every batch off the feed.
 const LIVE_BATCHES: usize = 32;
 
 impl Default for Projection {
@@ -119,8 +121,8 @@ impl Projection {
         self.changes.subscribe()
     }
 
-    /// Messages of `generated` subjects from now on, in stream order, each sent before the
-    /// change it makes to its task.
+    /// Messages of `generated` subjects the projection receives from now on, in stream order,
+    /// each sent before the change it makes to its task.
     pub fn subscribe_batches(&self) -> broadcast::Receiver<LiveBatch> {
         self.batches.subscribe()
     }

@@ -217,9 +217,8 @@ pub async fn download(
             })
         }
     };
-    // Subscribed before the lookup, so a change or a batch in between is not missed.
+    // Subscribed before the lookup, so a change in between is not missed.
     let changes = state.projection.subscribe();
-    let batches = follow.then(|| state.projection.subscribe_batches());
     let view = find(&state, id).await?;
     let followed = follow && !view.is_final();
     if view.state != TaskState::Success && !followed {
@@ -233,7 +232,7 @@ pub async fn download(
         });
     }
     let form = Form::pick(q.format.as_deref(), &headers);
-    let (total, follow) = if let Some(batches) = batches.filter(|_| followed) {
+    let (total, follow) = if followed {
         let ended = {
             let projection = state.projection.clone();
             move || projection.views().task(&id).is_some_and(|v| v.is_final())
@@ -256,7 +255,10 @@ pub async fn download(
         };
         let follow = Follow {
             changes,
-            batches,
+            feed: {
+                let projection = state.projection.clone();
+                Box::new(move || projection.subscribe_batches())
+            },
             ended: Box::new(ended),
             stop: state.shutdown.clone(),
         };
