@@ -41,16 +41,16 @@ pub struct Follow {
     pub stop: tokio_util::sync::CancellationToken,
 }
 
-/// Longest wait on the live feed before looking at the stream again anyway.
+/// Longest wait on the live feed before looking at the task again anyway.
 const FOLLOW_RECHECK: Duration = Duration::from_secs(1);
 
 /// What a walk waiting on the live feed got.
 enum Live {
     Batch(LiveBatch),
-    /// The task changed (or changes were missed): look at it again.
+    /// The task changed, changes were missed, or nothing came for `FOLLOW_RECHECK`: look at
+    /// it again. The feed misses nothing it does not report, so the walk stays on it.
     Changed,
-    /// Nothing for `FOLLOW_RECHECK`, or the feed dropped batches before the walk took them:
-    /// read the stream.
+    /// The feed dropped batches before the walk took them: read the stream.
     Stream,
 }
 
@@ -109,7 +109,7 @@ impl Follow {
         };
         tokio::select! {
             _ = self.stop.cancelled() => Err(BrokerError::Other("the gateway is stopping".into())),
-            woke = tokio::time::timeout(FOLLOW_RECHECK, woke) => Ok(woke.unwrap_or(Live::Stream)),
+            woke = tokio::time::timeout(FOLLOW_RECHECK, woke) => Ok(woke.unwrap_or(Live::Changed)),
         }
     }
 }
@@ -203,7 +203,7 @@ impl Broker for NatsBroker {
             // next batches from the projection's live feed instead (the same messages, which
             // the projection receives anyway): everything stored after the leader said "no
             // more" reaches the feed in stream order, so nothing can fall in between. If the
-            // feed outran the walk, or was quiet for a while, the walk reads the stream again.
+            // feed outran the walk, the walk reads the stream again.
             let walk = Walk {
                 stream,
                 subject,
