@@ -6,7 +6,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::consumer::pull::{self, Batch};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::{AckKind, Message};
 use common::events::{codes, EventData, GenerateRequested};
 use common::request::valid_model;
@@ -45,8 +46,8 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut tasks = JoinSet::new();
     let mut delay = Duration::from_millis(100);
     'outer: while !cancel.is_cancelled() {
-        let mut messages = match open(&shared).await {
-            Ok(m) => m,
+        let consumer = match open(&shared).await {
+            Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?delay, "cannot open the request consumer");
                 tokio::select! {
@@ -59,64 +60,96 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
         };
         delay = Duration::from_millis(100);
         loop {
-            // Take a request only when there is room to run it, so none waits unacked here.
-            let permit = tokio::select! {
+            // Ask only for as many requests as there is room to run, so none waits unacked
+            // here: its ack wait would run out and spend a delivery without it being worked
+            // on, and it would be kept from other replicas meanwhile.
+            let first = tokio::select! {
                 _ = cancel.cancelled() => break 'outer,
                 p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
             };
-            let next = tokio::select! {
-                _ = cancel.cancelled() => break 'outer,
-                m = messages.next() => m,
-            };
-            while tasks.try_join_next().is_some() {}
-            let msg = match next {
-                Some(Ok(msg)) => msg,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "request consumer interrupted");
+            let room = 1 + permits.available_permits();
+            let mut batch = match pull(&consumer, room).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot ask for requests");
                     break;
                 }
-                None => break,
             };
-            let Some(req) = decode(&msg).await else {
-                continue;
-            };
-            // Ours from now on: restart its ack wait before queueing for the reservation turn.
-            let _ = msg.ack_with(AckKind::Progress).await;
-            // A redelivery of a request still running here (its ack wait ran out while NATS
-            // was unreachable) joins that run instead of starting a second one.
-            let Some(delivery) = held.take(req.task_id, msg) else {
-                continue;
-            };
-            let turn = shared.reserve_turn.clone().lock_owned().await;
-            let (shared, held, cancel) = (shared.clone(), held.clone(), cancel.clone());
-            tasks.spawn(async move {
-                let run = AssertUnwindSafe(handle(&shared, req, &delivery, turn, &cancel));
-                if run.catch_unwind().await.is_err() {
-                    // A bug, not the request's fault as far as anyone knows: hand it back, so
-                    // it is retried and, past its deliveries, ends in FAILURE.
-                    tracing::error!(task_id = %delivery.task, "task panicked; handing the request back");
-                    let _ = delivery.current().ack_with(AckKind::Nak(None)).await;
-                }
-                held.release(&delivery);
-                drop(permit);
-            });
+            let mut first = Some(first);
+            loop {
+                let next = tokio::select! {
+                    _ = cancel.cancelled() => break 'outer,
+                    m = batch.next() => m,
+                };
+                while tasks.try_join_next().is_some() {}
+                let msg = match next {
+                    Some(Ok(msg)) => msg,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "request consumer interrupted");
+                        break;
+                    }
+                    // The request for `room` was filled or expired: ask again.
+                    None => break,
+                };
+                // Never waits: only this loop takes permits, and it asked for no more than
+                // were free.
+                let permit = match first.take() {
+                    Some(p) => p,
+                    None => permits
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("semaphore never closed"),
+                };
+                let Some(req) = decode(&msg).await else {
+                    continue;
+                };
+                // Ours from now on: restart its ack wait before queueing for the reservation turn.
+                let _ = msg.ack_with(AckKind::Progress).await;
+                // A redelivery of a request still running here (its ack wait ran out while NATS
+                // was unreachable) joins that run instead of starting a second one.
+                let Some(delivery) = held.take(req.task_id, msg) else {
+                    continue;
+                };
+                let turn = shared.reserve_turn.clone().lock_owned().await;
+                let (shared, held, cancel) = (shared.clone(), held.clone(), cancel.clone());
+                tasks.spawn(async move {
+                    let run = AssertUnwindSafe(handle(&shared, req, &delivery, turn, &cancel));
+                    if run.catch_unwind().await.is_err() {
+                        // A bug, not the request's fault as far as anyone knows: hand it back, so
+                        // it is retried and, past its deliveries, ends in FAILURE.
+                        tracing::error!(task_id = %delivery.task, "task panicked; handing the request back");
+                        let _ = delivery.current().ack_with(AckKind::Nak(None)).await;
+                    }
+                    held.release(&delivery);
+                    drop(permit);
+                });
+            }
         }
     }
     // Stop taking work; tasks in flight finish their batch and hand the request back.
     while tasks.join_next().await.is_some() {}
 }
 
-async fn open(shared: &Shared) -> anyhow::Result<pull::Stream> {
+/// How long one pull request waits at the server for requests to arrive.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+
+async fn open(shared: &Shared) -> anyhow::Result<PullConsumer> {
     let stream = shared.js.get_stream_no_info(subjects::STREAM).await?;
-    let consumer: async_nats::jetstream::consumer::PullConsumer = stream
+    Ok(stream
         .get_or_create_consumer(subjects::GENERATOR_CONSUMER, consumer_config(shared))
-        .await?;
-    // Pull one request at a time, and only when there is room to run it (see `run`): a
-    // request waiting in a local buffer would see its ack wait run out and spend a delivery
-    // without being worked on, and would be kept from other replicas meanwhile.
+        .await?)
+}
+
+/// One pull request for up to `room` requests, handed over as they arrive. The request ends
+/// when `room` arrived or after [`PULL_EXPIRES`]. (A continuous pull stream of one message at
+/// a time stalls: when a request arrives before the client has counted its own pull as sent,
+/// it believes one is still on the way and asks for no more until that pull expires.)
+async fn pull(consumer: &PullConsumer, room: usize) -> anyhow::Result<Batch> {
     Ok(consumer
-        .stream()
-        .max_messages_per_batch(1)
+        .batch()
+        .max_messages(room)
+        .expires(PULL_EXPIRES)
         .messages()
         .await?)
 }
