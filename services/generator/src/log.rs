@@ -217,6 +217,29 @@ pub struct StoredRange {
     pub seq: u64,
 }
 
+/// A reservation granted to a task, logged with the task's first entries: the published
+/// `reserved` event (a copy for audits) and, when this replica granted it at its ack, the
+/// range for the ledger snapshot.
+#[derive(Debug, Clone)]
+pub struct Granted {
+    pub entry: Entry,
+    pub range: Option<(String, StoredRange)>,
+}
+
+/// The ledger snapshot's key and value for one range.
+fn ledger_kv(model: &str, r: &StoredRange) -> (Vec<u8>, [u8; 32]) {
+    let mut k = Vec::with_capacity(model.len() + 10);
+    k.push(LEDGER);
+    k.extend_from_slice(model.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&r.first.to_be_bytes());
+    let mut v = [0u8; 32];
+    v[..8].copy_from_slice(&r.last.to_be_bytes());
+    v[8..24].copy_from_slice(r.task.as_bytes());
+    v[24..].copy_from_slice(&r.seq.to_be_bytes());
+    (k, v)
+}
+
 #[derive(Clone)]
 pub struct EventLog {
     db: sled::Db,
@@ -269,8 +292,30 @@ impl EventLog {
         entries: &[Entry],
         pending: bool,
     ) -> Result<Vec<u64>, LogError> {
+        self.append_with(task, None, entries, pending)
+    }
+
+    /// Appends `entries` like [`EventLog::append`], after `granted` when given: the
+    /// reservation the task's compare-and-set stored (already published, so never pending)
+    /// and the range for the ledger snapshot, in the same atomic write.
+    pub fn append_with(
+        &self,
+        task: Uuid,
+        granted: Option<&Granted>,
+        entries: &[Entry],
+        pending: bool,
+    ) -> Result<Vec<u64>, LogError> {
         self.write(|| {
             let mut batch = sled::Batch::default();
+            if let Some(g) = granted {
+                let seq = self.db.generate_id().map_err(io("number an entry of"))?;
+                batch.insert(&key(EVENT, seq), g.entry.encode());
+                batch.insert(&task_key(task, seq), &[]);
+                if let Some((model, range)) = &g.range {
+                    let (k, v) = ledger_kv(model, range);
+                    batch.insert(k, &v[..]);
+                }
+            }
             let mut seqs = Vec::with_capacity(entries.len());
             for entry in entries {
                 let seq = self.db.generate_id().map_err(io("number an entry of"))?;
@@ -286,7 +331,6 @@ impl EventLog {
         })
     }
 
-    /// Makes everything appended so far durable.
     pub async fn flush(&self) -> Result<(), LogError> {
         // On tokio's blocking pool rather than sled's `flush_async`, whose own thread pool
         // can leave concurrent flushes waiting for ever.
@@ -375,15 +419,7 @@ impl EventLog {
     ) -> Result<(), LogError> {
         let mut batch = sled::Batch::default();
         for (model, r) in ranges {
-            let mut k = Vec::with_capacity(model.len() + 10);
-            k.push(LEDGER);
-            k.extend_from_slice(model.as_bytes());
-            k.push(0);
-            k.extend_from_slice(&r.first.to_be_bytes());
-            let mut v = [0u8; 32];
-            v[..8].copy_from_slice(&r.last.to_be_bytes());
-            v[8..24].copy_from_slice(r.task.as_bytes());
-            v[24..].copy_from_slice(&r.seq.to_be_bytes());
+            let (k, v) = ledger_kv(model, r);
             batch.insert(k, &v[..]);
         }
         if let Some(seq) = stream_seq {
@@ -611,5 +647,60 @@ mod tests {
         let (ranges, seq) = log.load_ledger().unwrap();
         assert_eq!(seq, 42);
         assert_eq!(ranges, [("0111".to_string(), r), ("A_b".to_string(), s)]);
+    }
+
+    #[tokio::test]
+    async fn a_granted_reservation_is_logged_before_the_entries_it_comes_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let task = Uuid::new_v4();
+        let range = StoredRange {
+            first: 1,
+            last: 10,
+            task,
+            seq: 5,
+        };
+        {
+            let log = EventLog::open(dir.path()).unwrap();
+            let granted = Granted {
+                entry: entry("reserved"),
+                range: Some(("0111".into(), range)),
+            };
+            let seqs = log
+                .append_with(task, Some(&granted), &[entry("batch"), entry("done")], true)
+                .unwrap();
+            assert_eq!(
+                seqs.len(),
+                2,
+                "the sequences of the entries, not the reservation"
+            );
+            // Without a range (granted by the follower's fold): only the copy is logged.
+            let copy = Granted {
+                entry: entry("other"),
+                range: None,
+            };
+            log.append_with(Uuid::new_v4(), Some(&copy), &[], false)
+                .unwrap();
+            log.flush().await.unwrap();
+        }
+        let log = EventLog::open(dir.path()).unwrap();
+        let mine: Vec<_> = log
+            .task_entries(task)
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e.subject)
+            .collect();
+        assert_eq!(mine, ["reserved", "batch", "done"]);
+        // Published already: never republished.
+        let pending: Vec<_> = log
+            .pending()
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e.subject)
+            .collect();
+        assert_eq!(pending, ["batch", "done"]);
+        let all: Vec<_> = log.iter().map(|r| r.unwrap().1.subject).collect();
+        assert_eq!(all, ["reserved", "batch", "done", "other"]);
+        let (ranges, _) = log.load_ledger().unwrap();
+        assert_eq!(ranges, [("0111".to_string(), range)]);
     }
 }

@@ -12,7 +12,7 @@ use common::{subjects, Event, Format};
 use tracing::instrument;
 
 use crate::ledger::{Plan, Range};
-use crate::log::{Entry, StoredRange};
+use crate::log::{Entry, Granted, StoredRange};
 use crate::Shared;
 
 /// How long a loser of the compare-and-set waits for the follower to fold the winner.
@@ -21,9 +21,13 @@ const MAX_ATTEMPTS: usize = 1000;
 
 #[derive(Debug)]
 pub enum Reservation {
-    Granted(Range),
+    /// The range, and what the caller logs with the task's first entries when this call
+    /// published the reservation (see [`Granted`]).
+    Granted(Range, Option<Box<Granted>>),
     Conflict(Range),
-    Exhausted { next: u64 },
+    Exhausted {
+        next: u64,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +79,7 @@ pub async fn reserve(
             format.capacity(),
         );
         let (first, last, expected) = match plan {
-            Plan::Held(r) => return Ok(Reservation::Granted(r)),
+            Plan::Held(r) => return Ok(Reservation::Granted(r, None)),
             Plan::Conflict(r) => return Ok(Reservation::Conflict(r)),
             Plan::Exhausted { next } => return Ok(Reservation::Exhausted { next }),
             Plan::Reserve {
@@ -111,28 +115,23 @@ pub async fn reserve(
             // expecting the same sequence (nats-server#4320). So wait until the follower has
             // folded up to it, then look.
             Ok(ack) => {
+                // Published by this call: the log keeps a copy for audits, written with the
+                // task's first entries (one write, flushed with them) or below if void.
+                let mut unlogged = None;
                 if !ack.duplicate {
-                    // Published: the log keeps a copy for audits.
-                    let entry = Entry {
-                        subject: subjects::reserved(model),
-                        id: event.id,
-                        payload,
-                        serials: None,
-                    };
-                    shared.log.append(req.task_id, &[entry], false)?;
+                    let mut range = None;
                     if shared.single_replica.load(Ordering::Relaxed) {
                         // Serialised by the server: every earlier reservation of the model is
                         // at or below `expected`, all folded and disjoint from ours, so the
                         // fold will grant it; no need to wait for the follower.
-                        let range = Range {
-                            first,
-                            last,
-                            task: req.task_id,
-                        };
                         let granted = shared.ledger.write().expect("ledger lock poisoned").apply(
                             model,
                             ack.sequence,
-                            range,
+                            Range {
+                                first,
+                                last,
+                                task: req.task_id,
+                            },
                         );
                         if granted {
                             let stored = StoredRange {
@@ -141,11 +140,18 @@ pub async fn reserve(
                                 task: req.task_id,
                                 seq: ack.sequence,
                             };
-                            shared
-                                .log
-                                .save_ledger(&[(model.to_owned(), stored)], None)?;
+                            range = Some((model.to_owned(), stored));
                         }
                     }
+                    unlogged = Some(Box::new(Granted {
+                        entry: Entry {
+                            subject: subjects::reserved(model),
+                            id: event.id,
+                            payload,
+                            serials: None,
+                        },
+                        range,
+                    }));
                 }
                 if !shared.single_replica.load(Ordering::Relaxed) || ack.duplicate {
                     wait_for_follower(shared, model, ack.sequence).await?;
@@ -160,7 +166,10 @@ pub async fn reserve(
                         .record("first", range.first)
                         .record("last", range.last);
                     metrics::counter!("sn_reservations_total", "outcome" => "granted").increment(1);
-                    return Ok(Reservation::Granted(range));
+                    return Ok(Reservation::Granted(range, unlogged));
+                }
+                if let Some(g) = unlogged {
+                    shared.log.append_with(req.task_id, Some(&g), &[], false)?;
                 }
                 tracing::warn!(
                     task_id = %req.task_id,

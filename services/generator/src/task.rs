@@ -14,7 +14,7 @@ use common::{Event, GenerateSpec};
 use tokio_util::sync::CancellationToken;
 use tracing::{info_span, instrument, Instrument};
 
-use crate::log::{Entry, SerialsAt};
+use crate::log::{Entry, Granted, SerialsAt};
 use crate::outbox::{Outbox, OutboxError};
 use crate::reserve::{reserve, Reservation, ReserveError};
 use crate::Shared;
@@ -94,8 +94,8 @@ pub async fn run(
     }
     let reservation = reserve(shared, req, req.format).await;
     drop(turn);
-    let range = match reservation? {
-        Reservation::Granted(r) => r,
+    let (range, mut granted) = match reservation? {
+        Reservation::Granted(r, g) => (r, g),
         Reservation::Conflict(hit) => {
             let message = format!(
                 "numbers {}..={} overlap {}..={} issued to task {}",
@@ -117,12 +117,27 @@ pub async fn run(
             return Ok(Outcome::Failure);
         }
     };
-    let per_batch = match earlier_batch_size(shared, req, range.first, &logged, redelivered).await?
-    {
-        Some(size) => size,
-        None => batch_size(formatter_len(req), shared.work.batch_size),
+    let per_batch = match earlier_batch_size(shared, req, range.first, &logged, redelivered).await {
+        Ok(Some(size)) => size,
+        Ok(None) => batch_size(formatter_len(req), shared.work.batch_size),
+        Err(e) => {
+            log_granted(shared, req.task_id, &mut granted)?;
+            return Err(e);
+        }
     };
-    generate(shared, req, range.first, per_batch, cancel, &logged).await?;
+    let generated = generate(
+        shared,
+        req,
+        range.first,
+        per_batch,
+        cancel,
+        &logged,
+        &mut granted,
+    )
+    .await;
+    // Logged with the first entries, unless the task stopped before writing any.
+    log_granted(shared, req.task_id, &mut granted)?;
+    generated?;
     Ok(Outcome::Success)
 }
 
@@ -176,6 +191,18 @@ async fn earlier_batch_size(
     Ok(size.filter(|&n| n > 0))
 }
 
+/// Logs the reservation this run published, if no entry of the task carried it yet.
+fn log_granted(
+    shared: &Shared,
+    task: uuid::Uuid,
+    granted: &mut Option<Box<Granted>>,
+) -> Result<(), TaskError> {
+    if let Some(g) = granted.take() {
+        shared.log.append_with(task, Some(&g), &[], false)?;
+    }
+    Ok(())
+}
+
 fn is_final(subject: &str) -> bool {
     subjects::parse(subject).is_some_and(|p| matches!(p.kind, Kind::Completed | Kind::Failed))
 }
@@ -199,6 +226,7 @@ async fn generate(
     per_batch: u64,
     cancel: &CancellationToken,
     logged: &[(u64, Entry)],
+    granted: &mut Option<Box<Granted>>,
 ) -> Result<(), TaskError> {
     let started = Instant::now();
     let formatter = SerialFormatter::new(&req.code_model, req.format);
@@ -215,7 +243,7 @@ async fn generate(
 
     for batch in 0..batches {
         if cancel.is_cancelled() {
-            flush_group(shared, req.task_id, &mut group, &mut outbox).await?;
+            flush_group(shared, req.task_id, granted, &mut group, &mut outbox).await?;
             outbox.drain().await?;
             return Err(TaskError::Stopped);
         }
@@ -264,7 +292,7 @@ async fn generate(
             }
         }
         if group.len() >= group_size {
-            flush_group(shared, req.task_id, &mut group, &mut outbox).await?;
+            flush_group(shared, req.task_id, granted, &mut group, &mut outbox).await?;
         }
     }
     let completed = Event::new(
@@ -283,7 +311,9 @@ async fn generate(
     // every batch is acknowledged: the stream never shows a completion ahead of a batch.
     let completion = entry_of(&completed);
     group.push(completion.clone());
-    let seqs = shared.log.append(req.task_id, &group, true)?;
+    let seqs = shared
+        .log
+        .append_with(req.task_id, granted.take().as_deref(), &group, true)?;
     shared
         .log
         .flush()
@@ -320,6 +350,7 @@ fn entry_of(event: &Event) -> Entry {
 async fn flush_group(
     shared: &Shared,
     task: uuid::Uuid,
+    granted: &mut Option<Box<Granted>>,
     group: &mut Vec<Entry>,
     outbox: &mut Outbox<'_>,
 ) -> Result<(), TaskError> {
@@ -327,17 +358,19 @@ async fn flush_group(
         return Ok(());
     }
     let entries = std::mem::take(group);
-    append_and_send(shared, task, entries, outbox).await
+    append_and_send(shared, task, granted.take().as_deref(), entries, outbox).await
 }
 
-/// Appends entries to the log, flushes, and only then publishes them.
+/// Appends entries to the log (after `granted`, if given), flushes, and only then publishes
+/// them.
 async fn append_and_send(
     shared: &Shared,
     task: uuid::Uuid,
+    granted: Option<&Granted>,
     entries: Vec<Entry>,
     outbox: &mut Outbox<'_>,
 ) -> Result<(), TaskError> {
-    let seqs = shared.log.append(task, &entries, true)?;
+    let seqs = shared.log.append_with(task, granted, &entries, true)?;
     shared
         .log
         .flush()
@@ -368,7 +401,14 @@ pub async fn fail(
     )
     .with_traceparent(common::telemetry::current_traceparent());
     let mut outbox = Outbox::new(shared);
-    append_and_send(shared, req.task_id, vec![entry_of(&event)], &mut outbox).await?;
+    append_and_send(
+        shared,
+        req.task_id,
+        None,
+        vec![entry_of(&event)],
+        &mut outbox,
+    )
+    .await?;
     outbox.drain().await?;
     Ok(())
 }
