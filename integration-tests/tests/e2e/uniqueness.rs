@@ -409,6 +409,59 @@ async fn a_nats_restart_mid_run_loses_nothing_accepted() {
     assert_eq!(assert_unique(&gw, &views).await, 500_001);
 }
 
+/// A pull request for requests dies with the connection it was sent on; the generator asks
+/// again as soon as it reconnects instead of waiting for that request to expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_nats_restart_the_generator_asks_for_requests_again_at_once() {
+    let mut nats = spawn_nats();
+    let data = tempdir();
+    // Far longer than the wait below: only a renewed pull request can take the next task.
+    let _g = spawn_generator(&nats.url(), data.path(), &[("PULL_EXPIRES_SECS", "300")]);
+    let gw = spawn_gateway(&nats.url(), &[]);
+    gw.wait_ready().await;
+    let before = submit(&gw, json!({"code_model":"PR","count":1})).await;
+    assert_eq!(finished(&gw, &before, T).await["state"], "SUCCESS");
+    nats.stop();
+    nats.start();
+    let r = wait_for("the gateway to accept again", T, || async {
+        let r = post(&gw, &json!({"code_model":"PR","count":1})).await;
+        (r.status() == 202).then_some(r)
+    })
+    .await;
+    let after = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let view = finished(&gw, &after, Duration::from_secs(60)).await;
+    assert_eq!(view["state"], "SUCCESS", "{view}");
+}
+
+/// A backlog is worked off pull request after pull request, each for the free slots only,
+/// never waiting for one to expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_worked_off_without_waiting_for_a_pull_to_expire() {
+    let nats = spawn_nats();
+    let data = tempdir();
+    let gw = spawn_gateway(&nats.url(), &[]);
+    gw.wait_ready().await;
+    let ids = join_all(
+        (0..300).map(|_| async { submit(&gw, json!({"code_model":"BL","count":1})).await }),
+    )
+    .await;
+    let _g = spawn_generator(
+        &nats.url(),
+        data.path(),
+        &[("PULL_EXPIRES_SECS", "300"), ("CONCURRENCY", "4")],
+    );
+    let mut views = Vec::new();
+    for id in &ids {
+        let v = finished(&gw, id, Duration::from_secs(60)).await;
+        assert_eq!(v["state"], "SUCCESS", "{v}");
+        views.push(v);
+    }
+    assert_eq!(assert_unique(&gw, &views).await, 300);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_key_survives_a_gateway_restart() {
     let nats = spawn_nats();

@@ -67,6 +67,9 @@ pub struct WorkConfig {
     /// Publishes awaiting their JetStream ack at once, per task.
     #[arg(long, env = "MAX_INFLIGHT", default_value_t = 64)]
     pub max_inflight: usize,
+    /// Seconds one pull request for requests waits at the server before it is renewed.
+    #[arg(long, env = "PULL_EXPIRES_SECS", default_value_t = 5)]
+    pub pull_expires_secs: u64,
 }
 
 impl Default for WorkConfig {
@@ -78,6 +81,7 @@ impl Default for WorkConfig {
             batch_size: 10_000,
             batches_per_flush: 8,
             max_inflight: 64,
+            pull_expires_secs: 5,
         }
     }
 }

@@ -68,7 +68,8 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
             };
             let room = 1 + permits.available_permits();
-            let mut batch = match pull(&consumer, room).await {
+            let expires = Duration::from_secs(shared.work.pull_expires_secs.max(1));
+            let mut batch = match pull(&consumer, room, expires).await {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot ask for requests");
@@ -76,10 +77,29 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 }
             };
             let mut first = Some(first);
+            let mut connections = shared.connections.clone();
+            connections.borrow_and_update();
+            let mut reconnected = false;
             loop {
-                let next = tokio::select! {
-                    _ = cancel.cancelled() => break 'outer,
-                    m = batch.next() => m,
+                let next = if reconnected {
+                    // The server may have forgotten the pull request with the old connection:
+                    // take what already arrived, then open the consumer again (which waits
+                    // for JetStream to answer: a request sent before a restarted server is
+                    // ready is lost) and ask again, rather than when the request would have
+                    // expired.
+                    match batch.next().now_or_never() {
+                        Some(m) => m,
+                        None => continue 'outer,
+                    }
+                } else {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break 'outer,
+                        Ok(()) = connections.changed() => {
+                            reconnected = true;
+                            continue;
+                        }
+                        m = batch.next() => m,
+                    }
                 };
                 while tasks.try_join_next().is_some() {}
                 let msg = match next {
@@ -131,9 +151,6 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     while tasks.join_next().await.is_some() {}
 }
 
-/// How long one pull request waits at the server for requests to arrive.
-const PULL_EXPIRES: Duration = Duration::from_secs(5);
-
 async fn open(shared: &Shared) -> anyhow::Result<PullConsumer> {
     let stream = shared.js.get_stream_no_info(subjects::STREAM).await?;
     Ok(stream
@@ -142,14 +159,14 @@ async fn open(shared: &Shared) -> anyhow::Result<PullConsumer> {
 }
 
 /// One pull request for up to `room` requests, handed over as they arrive. The request ends
-/// when `room` arrived or after [`PULL_EXPIRES`]. (A continuous pull stream of one message at
+/// when `room` arrived or after `expires`. (A continuous pull stream of one message at
 /// a time stalls: when a request arrives before the client has counted its own pull as sent,
 /// it believes one is still on the way and asks for no more until that pull expires.)
-async fn pull(consumer: &PullConsumer, room: usize) -> anyhow::Result<Batch> {
+async fn pull(consumer: &PullConsumer, room: usize, expires: Duration) -> anyhow::Result<Batch> {
     Ok(consumer
         .batch()
         .max_messages(room)
-        .expires(PULL_EXPIRES)
+        .expires(expires)
         .messages()
         .await?)
 }
