@@ -182,8 +182,18 @@ impl Api {
 
     /// `GET /tasks/{id}/serials` in the form `accept` names; the body is left unread for the
     /// caller to stream.
-    pub async fn serials(&self, id: Uuid, accept: &str) -> Result<Response, ApiError> {
-        let url = self.url(&["tasks", &id.to_string(), "serials"]);
+    /// `follow`: also while the task runs; the body then streams each batch as it is stored
+    /// and ends with the task (in an error if it fails).
+    pub async fn serials(
+        &self,
+        id: Uuid,
+        accept: &str,
+        follow: bool,
+    ) -> Result<Response, ApiError> {
+        let mut url = self.url(&["tasks", &id.to_string(), "serials"]);
+        if follow {
+            url.query_pairs_mut().append_pair("follow", "true");
+        }
         self.send(self.http.get(url).header(ACCEPT, accept)).await
     }
 

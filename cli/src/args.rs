@@ -93,8 +93,9 @@ pub struct GenerateArgs {
     /// Wait until the task ends, showing its progress.
     #[arg(long)]
     pub wait: bool,
-    /// Download the serials into FILE once generated (implies --wait): CSV for *.csv,
-    /// NDJSON for *.ndjson, one serial per line otherwise.
+    /// Download the serials into FILE while they are generated (implies --wait; FILE
+    /// appears once all are there): CSV for *.csv, NDJSON for *.ndjson, one serial per line
+    /// otherwise.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Sending the same key and body again gives the same task instead of a new one.

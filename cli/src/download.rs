@@ -1,5 +1,5 @@
-//! `generate -o FILE`: streams a finished task's serials into FILE chunk by chunk, never
-//! holding them all in memory. The file name picks the form: CSV for `.csv`, NDJSON for
+//! `generate -o FILE`: streams a task's serials into FILE chunk by chunk as they are
+//! generated, never holding them all in memory. The file name picks the form: CSV for `.csv`, NDJSON for
 //! `.ndjson`, one serial per line otherwise. Data goes to `FILE.part` and is renamed only once
 //! every serial is there, so FILE never holds a partial download.
 
@@ -79,15 +79,18 @@ fn part_path(path: &Path) -> PathBuf {
 }
 
 /// Downloads the `expected` serials of task `id` into `path`; returns how many were written.
+/// `follow`: start while the task still runs (see [`Api::serials`]).
 pub async fn to_file(
     api: &Api,
     id: Uuid,
     path: &Path,
     expected: u64,
     bar: &ProgressBar,
+    follow: bool,
 ) -> Result<u64, Error> {
     let format = FileFormat::for_path(path);
-    let response = retry::transient(async || api.serials(id, format.accept()).await).await?;
+    let response =
+        retry::transient(async || api.serials(id, format.accept(), follow).await).await?;
     let part = part_path(path);
     let written = match write(api, response, &part, format, bar).await {
         Ok(n) if n == expected => n,

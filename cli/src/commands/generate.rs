@@ -1,5 +1,5 @@
 //! `snctl generate`: submits a request, then (with `--wait` or `-o`) follows the task with a
-//! progress bar and downloads its serials once it succeeded.
+//! progress bar; with `-o` its serials stream into the file while they are generated.
 
 use std::time::Duration;
 
@@ -54,7 +54,18 @@ pub async fn run(api: &Api, out: Output, args: GenerateArgs) -> Result<(), Error
         LONG_POLL_UNWATCHED
     };
     let bar = progress::TaskBar::new(visible);
-    let done = wait::until_done(api, id, long_poll, |view| bar.update(view)).await;
+    let waiting = wait::until_done(api, id, long_poll, |view| bar.update(view));
+    // With -o, the serials stream into the file while they are generated (the task's bar
+    // shows the progress of both).
+    let (done, followed) = match &args.output {
+        Some(path) => {
+            let hidden = indicatif::ProgressBar::hidden();
+            let following = download::to_file(api, id, path, args.count, &hidden, true);
+            let (done, followed) = tokio::join!(waiting, following);
+            (done, Some(followed))
+        }
+        None => (waiting.await, None),
+    };
     bar.finish();
     let done = done?;
     if done.view.state == State::Failure {
@@ -67,13 +78,20 @@ pub async fn run(api: &Api, out: Output, args: GenerateArgs) -> Result<(), Error
         return Err(Error::TaskFailed { id, code, message });
     }
 
-    let Some(path) = &args.output else {
+    let (Some(path), Some(followed)) = (&args.output, followed) else {
         return out.view(&done.json, || render::task(&done.view));
     };
-    let bar = progress::download(visible, done.view.count);
-    let written = download::to_file(api, id, path, done.view.count, &bar).await;
-    bar.finish_and_clear();
-    let written = written?;
+    let written = match followed {
+        Ok(written) => written,
+        // The followed stream broke off (a gateway restart, say): the task is done, so
+        // download it whole.
+        Err(_) => {
+            let bar = progress::download(visible, done.view.count);
+            let written = download::to_file(api, id, path, done.view.count, &bar, false).await;
+            bar.finish_and_clear();
+            written?
+        }
+    };
     out.view(&done.json, || {
         format!(
             "{}wrote {written} serials to {}\n",

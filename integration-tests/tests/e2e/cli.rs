@@ -210,6 +210,68 @@ async fn generate_with_output_downloads_exactly_what_the_gateway_serves() {
     assert!(run.error_line().contains("overlap"), "{run:?}");
 }
 
+/// `generate -o` streams the serials into the file while the task runs: its download is
+/// open before the task has even started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_with_output_downloads_while_the_task_runs() {
+    // Arrange: no generator yet, so the task stays PENDING.
+    let nats = spawn_nats();
+    let data = tempdir();
+    let gw = spawn_gateway(&nats.url(), &[]);
+    gw.wait_ready().await;
+    let dir = tempdir();
+    let file = dir.path().join("serials.txt");
+    let args: Vec<String> = [
+        "--url",
+        &base(&gw),
+        "--json",
+        "generate",
+        "--model",
+        "FO",
+        "--count",
+        "25000",
+        "-o",
+        file.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .into();
+    let cwd = dir.path().to_owned();
+
+    // Act
+    let run = tokio::spawn(async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        snctl(&cwd, &args).await
+    });
+    wait_for("snctl's download to be answered 200", T, || async {
+        let downloads: f64 = scrape(&gw)
+            .await
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with("sn_http_requests_total{")
+                    && k.contains("route=\"/tasks/{id}/serials\"")
+                    && k.contains("status=\"200\"")
+            })
+            .map(|(_, v)| v)
+            .sum();
+        (downloads >= 1.0).then_some(())
+    })
+    .await;
+    let _generator = spawn_generator(&nats.url(), data.path(), &[]);
+    let run = run.await.unwrap();
+
+    // Assert
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(run.json()["state"], "SUCCESS", "{run:?}");
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(written.lines().count(), 25000);
+    assert!(
+        written.starts_with("FO00000001\nFO00000002\n"),
+        "{written:.30}"
+    );
+    assert!(written.ends_with("FO00025000\n"));
+    assert!(!dir.path().join("serials.txt.part").exists());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lookup_and_tasks_find_what_generate_issued() {
     // Arrange
@@ -547,4 +609,32 @@ async fn a_task_that_fails_while_waited_for_exits_5() {
         run.error_line(),
         format!("error: task {id} failed: invalid_request: count: must be at most 10")
     );
+
+    // The same with -o: the followed download ends in an error with the task, and no file
+    // (nor its .part) is left.
+    let file = dir.path().join("failed.txt");
+    let run = snctl(
+        dir.path(),
+        &[
+            "--url",
+            &url,
+            "--json",
+            "generate",
+            "--model",
+            "F",
+            "--count",
+            "50",
+            "-o",
+            file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(run.code, Some(5), "{run:?}");
+    let id = run.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        run.error_line(),
+        format!("error: task {id} failed: invalid_request: count: must be at most 10")
+    );
+    assert!(!file.exists());
+    assert!(!dir.path().join("failed.txt.part").exists());
 }
