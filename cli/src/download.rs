@@ -72,6 +72,11 @@ pub fn check_target(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Removes what a download given up left of `path` (its `.part` file).
+pub async fn discard(path: &Path) {
+    let _ = tokio::fs::remove_file(part_path(path)).await;
+}
+
 fn part_path(path: &Path) -> PathBuf {
     let mut name: OsString = path.file_name().unwrap_or_default().to_owned();
     name.push(".part");

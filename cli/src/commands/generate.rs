@@ -1,16 +1,21 @@
 //! `snctl generate`: submits a request, then (with `--wait` or `-o`) follows the task with a
 //! progress bar; with `-o` its serials stream into the file while they are generated.
 
+use std::future::Future;
+use std::path::Path;
 use std::time::Duration;
+
+use indicatif::ProgressBar;
+use uuid::Uuid;
 
 use serde_json::{json, Map, Value};
 
-use crate::api::Api;
+use crate::api::{Api, ApiError, Reply};
 use crate::args::GenerateArgs;
 use crate::error::Error;
 use crate::output::Output;
-use crate::views::State;
-use crate::{download, progress, render, wait};
+use crate::views::{State, TaskView};
+use crate::{download, progress, render, retry, wait};
 
 /// One long-poll round when a bar shows progress (so it moves), and when nobody watches.
 const LONG_POLL_WATCHED: Duration = Duration::from_secs(1);
@@ -59,15 +64,17 @@ pub async fn run(api: &Api, out: Output, args: GenerateArgs) -> Result<(), Error
     // shows the progress of both).
     let (done, followed) = match &args.output {
         Some(path) => {
-            let hidden = indicatif::ProgressBar::hidden();
-            let following = download::to_file(api, id, path, args.count, &hidden, true);
-            let (done, followed) = tokio::join!(waiting, following);
+            let (done, followed) = follow_into(api, id, path, args.count, waiting).await;
             (done, Some(followed))
         }
         None => (waiting.await, None),
     };
     bar.finish();
-    let done = done?;
+    let done = match (done, &followed) {
+        // Every serial arrived, so the task succeeded: only the long poll broke off.
+        (Err(_), Some(Some(Ok(_)))) => retry::transient(async || api.task(id, None).await).await?,
+        (done, _) => done?,
+    };
     if done.view.state == State::Failure {
         out.view(&done.json, || render::task(&done.view))?;
         let (code, message) = done
@@ -82,10 +89,10 @@ pub async fn run(api: &Api, out: Output, args: GenerateArgs) -> Result<(), Error
         return out.view(&done.json, || render::task(&done.view));
     };
     let written = match followed {
-        Ok(written) => written,
-        // The followed stream broke off (a gateway restart, say): the task is done, so
-        // download it whole.
-        Err(_) => {
+        Some(Ok(written)) => written,
+        // The followed stream broke off or stalled (a gateway restart, say): the task is
+        // done, so download it whole.
+        Some(Err(_)) | None => {
             let bar = progress::download(visible, done.view.count);
             let written = download::to_file(api, id, path, done.view.count, &bar, false).await;
             bar.finish_and_clear();
@@ -99,6 +106,54 @@ pub async fn run(api: &Api, out: Output, args: GenerateArgs) -> Result<(), Error
             path.display()
         )
     })
+}
+
+/// How long a followed download may go without a byte once its task has ended before it
+/// is given up (and the task downloaded whole instead).
+const FOLLOW_IDLE: Duration = Duration::from_secs(30);
+
+/// Runs `waiting` (the task's long polls) and a followed download of its serials into
+/// `path` side by side. Returns the long polls' answer and the download's, or `None` for a
+/// download given up: the long polls failed, or the task ended and the download then went
+/// `FOLLOW_IDLE` without a byte. A download given up leaves no `.part` file.
+async fn follow_into(
+    api: &Api,
+    id: Uuid,
+    path: &Path,
+    expected: u64,
+    waiting: impl Future<Output = Result<Reply<TaskView>, ApiError>>,
+) -> (
+    Result<Reply<TaskView>, ApiError>,
+    Option<Result<u64, Error>>,
+) {
+    let progress = ProgressBar::hidden();
+    let mut following = Box::pin(download::to_file(api, id, path, expected, &progress, true));
+    let mut waiting = Box::pin(waiting);
+    let (done, followed) = tokio::select! {
+        followed = &mut following => (waiting.await, Some(followed)),
+        done = &mut waiting => {
+            let mut followed = None;
+            if done.is_ok() {
+                let mut seen = progress.position();
+                loop {
+                    match tokio::time::timeout(FOLLOW_IDLE, &mut following).await {
+                        Ok(r) => {
+                            followed = Some(r);
+                            break;
+                        }
+                        Err(_) if progress.position() != seen => seen = progress.position(),
+                        Err(_) => break,
+                    }
+                }
+            }
+            (done, followed)
+        }
+    };
+    drop(following);
+    if followed.is_none() {
+        download::discard(path).await;
+    }
+    (done, followed)
 }
 
 #[cfg(test)]

@@ -242,8 +242,8 @@ async fn generate_with_output_downloads_while_the_task_runs() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         snctl(&cwd, &args).await
     });
-    wait_for("snctl's download to be answered 200", T, || async {
-        let downloads: f64 = scrape(&gw)
+    let downloads = || async {
+        scrape(&gw)
             .await
             .iter()
             .filter(|(k, _)| {
@@ -252,8 +252,10 @@ async fn generate_with_output_downloads_while_the_task_runs() {
                     && k.contains("status=\"200\"")
             })
             .map(|(_, v)| v)
-            .sum();
-        (downloads >= 1.0).then_some(())
+            .sum::<f64>()
+    };
+    wait_for("snctl's download to be answered 200", T, || async {
+        (downloads().await >= 1.0).then_some(())
     })
     .await;
     let _generator = spawn_generator(&nats.url(), data.path(), &[]);
@@ -270,6 +272,8 @@ async fn generate_with_output_downloads_while_the_task_runs() {
     );
     assert!(written.ends_with("FO00025000\n"));
     assert!(!dir.path().join("serials.txt.part").exists());
+    // The file came from that followed download: none was asked for again.
+    assert_eq!(downloads().await, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

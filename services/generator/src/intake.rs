@@ -13,7 +13,7 @@ use common::events::{codes, EventData, GenerateRequested};
 use common::request::valid_model;
 use common::{subjects, Event};
 use futures::{FutureExt, StreamExt};
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info_span, Instrument};
@@ -42,12 +42,19 @@ pub fn consumer_config(shared: &Shared) -> pull::Config {
 
 pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     let permits = Arc::new(Semaphore::new(shared.work.concurrency.max(1)));
+    // Requests taken, in delivery order, to the dispatcher that gives each its reservation
+    // turn and runs it. The pull loop never waits for a turn: requests of one pull that it
+    // left unread could be dropped with the pull when the client's timer for it ends.
+    let (taken, queue) = mpsc::unbounded_channel();
+    let dispatcher = tokio::spawn(dispatch(shared.clone(), queue, cancel.clone()));
     let held = Arc::new(Holdings::default());
-    let mut tasks = JoinSet::new();
     let mut delay = Duration::from_millis(100);
     'outer: while !cancel.is_cancelled() {
         let consumer = match open(&shared).await {
-            Ok(c) => c,
+            Ok(c) => {
+                delay = Duration::from_millis(100);
+                c
+            }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?delay, "cannot open the request consumer");
                 tokio::select! {
@@ -58,7 +65,11 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 continue;
             }
         };
-        delay = Duration::from_millis(100);
+        // A reconnect from here on means the server may have forgotten a pull request sent
+        // on the old connection, or not be ready yet for a new one: open the consumer again
+        // (which waits for JetStream to answer) and ask again.
+        let mut connections = shared.connections.clone();
+        connections.borrow_and_update();
         loop {
             // Ask only for as many requests as there is room to run, so none waits unacked
             // here: its ack wait would run out and spend a delivery without it being worked
@@ -67,49 +78,52 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 _ = cancel.cancelled() => break 'outer,
                 p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
             };
+            if connections.has_changed().unwrap_or(false) {
+                continue 'outer;
+            }
             let room = 1 + permits.available_permits();
             let expires = Duration::from_secs(shared.work.pull_expires_secs.max(1));
             let mut batch = match pull(&consumer, room, expires).await {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot ask for requests");
-                    break;
+                    pause(&cancel, &mut delay).await;
+                    continue 'outer;
                 }
             };
             let mut first = Some(first);
-            let mut connections = shared.connections.clone();
-            connections.borrow_and_update();
             let mut reconnected = false;
             loop {
                 let next = if reconnected {
-                    // The server may have forgotten the pull request with the old connection:
-                    // take what already arrived, then open the consumer again (which waits
-                    // for JetStream to answer: a request sent before a restarted server is
-                    // ready is lost) and ask again, rather than when the request would have
-                    // expired.
+                    // Take what already arrived, then open the consumer again.
                     match batch.next().now_or_never() {
-                        Some(m) => m,
-                        None => continue 'outer,
+                        Some(Some(m)) => m,
+                        _ => continue 'outer,
                     }
                 } else {
-                    tokio::select! {
+                    let next = tokio::select! {
                         _ = cancel.cancelled() => break 'outer,
                         Ok(()) = connections.changed() => {
                             reconnected = true;
                             continue;
                         }
                         m = batch.next() => m,
+                    };
+                    match next {
+                        Some(m) => m,
+                        // The request for `room` was filled or expired: ask again.
+                        None => break,
                     }
                 };
-                while tasks.try_join_next().is_some() {}
                 let msg = match next {
-                    Some(Ok(msg)) => msg,
-                    Some(Err(e)) => {
+                    Ok(msg) => msg,
+                    // The consumer may be gone (deleted, or lost with its server): open it
+                    // again rather than pulling on it.
+                    Err(e) => {
                         tracing::warn!(error = %e, "request consumer interrupted");
-                        break;
+                        pause(&cancel, &mut delay).await;
+                        continue 'outer;
                     }
-                    // The request for `room` was filled or expired: ask again.
-                    None => break,
                 };
                 // Never waits: only this loop takes permits, and it asked for no more than
                 // were free.
@@ -124,30 +138,81 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 let Some(req) = decode(&msg).await else {
                     continue;
                 };
-                // Ours from now on: restart its ack wait before queueing for the reservation turn.
+                // Ours from now on: restart its ack wait before it queues for the reservation
+                // turn.
                 let _ = msg.ack_with(AckKind::Progress).await;
                 // A redelivery of a request still running here (its ack wait ran out while NATS
                 // was unreachable) joins that run instead of starting a second one.
                 let Some(delivery) = held.take(req.task_id, msg) else {
                     continue;
                 };
-                let turn = shared.reserve_turn.clone().lock_owned().await;
-                let (shared, held, cancel) = (shared.clone(), held.clone(), cancel.clone());
-                tasks.spawn(async move {
-                    let run = AssertUnwindSafe(handle(&shared, req, &delivery, turn, &cancel));
-                    if run.catch_unwind().await.is_err() {
-                        // A bug, not the request's fault as far as anyone knows: hand it back, so
-                        // it is retried and, past its deliveries, ends in FAILURE.
-                        tracing::error!(task_id = %delivery.task, "task panicked; handing the request back");
-                        let _ = delivery.current().ack_with(AckKind::Nak(None)).await;
-                    }
-                    held.release(&delivery);
-                    drop(permit);
+                let _ = taken.send(Taken {
+                    req,
+                    delivery,
+                    permit,
+                    held: held.clone(),
                 });
             }
         }
     }
     // Stop taking work; tasks in flight finish their batch and hand the request back.
+    drop(taken);
+    let _ = dispatcher.await;
+}
+
+/// Waits `delay` (doubling it, up to 2 s) unless stopped first.
+async fn pause(cancel: &CancellationToken, delay: &mut Duration) {
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = tokio::time::sleep(*delay) => {}
+    }
+    *delay = (*delay * 2).min(Duration::from_secs(2));
+}
+
+/// A request this replica took, waiting for its reservation turn.
+struct Taken {
+    req: GenerateRequested,
+    delivery: Arc<Delivery>,
+    permit: OwnedSemaphorePermit,
+    held: Arc<Holdings>,
+}
+
+/// Gives each taken request, in the order taken, its reservation turn, and runs it. Ends
+/// once the pull loop is gone and every task has finished.
+async fn dispatch(
+    shared: Arc<Shared>,
+    mut queue: mpsc::UnboundedReceiver<Taken>,
+    cancel: CancellationToken,
+) {
+    let mut tasks = JoinSet::new();
+    while let Some(taken) = queue.recv().await {
+        while tasks.try_join_next().is_some() {}
+        if cancel.is_cancelled() {
+            // Stopping: hand back what has not started, for another replica or the next start.
+            let _ = taken.delivery.current().ack_with(AckKind::Nak(None)).await;
+            taken.held.release(&taken.delivery);
+            continue;
+        }
+        let turn = shared.reserve_turn.clone().lock_owned().await;
+        let (shared, cancel) = (shared.clone(), cancel.clone());
+        tasks.spawn(async move {
+            let Taken {
+                req,
+                delivery,
+                permit,
+                held,
+            } = taken;
+            let run = AssertUnwindSafe(handle(&shared, req, &delivery, turn, &cancel));
+            if run.catch_unwind().await.is_err() {
+                // A bug, not the request's fault as far as anyone knows: hand it back, so
+                // it is retried and, past its deliveries, ends in FAILURE.
+                tracing::error!(task_id = %delivery.task, "task panicked; handing the request back");
+                let _ = delivery.current().ack_with(AckKind::Nak(None)).await;
+            }
+            held.release(&delivery);
+            drop(permit);
+        });
+    }
     while tasks.join_next().await.is_some() {}
 }
 

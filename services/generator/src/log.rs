@@ -331,6 +331,7 @@ impl EventLog {
         })
     }
 
+    /// Makes everything appended so far durable.
     pub async fn flush(&self) -> Result<(), LogError> {
         // On tokio's blocking pool rather than sled's `flush_async`, whose own thread pool
         // can leave concurrent flushes waiting for ever.
