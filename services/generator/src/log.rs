@@ -491,6 +491,11 @@ mod tests {
         }
     }
 
+    /// The subjects of read entries, in order.
+    fn subjects(entries: Vec<(u64, Entry)>) -> Vec<String> {
+        entries.into_iter().map(|(_, e)| e.subject).collect()
+    }
+
     #[tokio::test]
     async fn append_is_ordered_pending_until_published_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
@@ -507,12 +512,7 @@ mod tests {
         let log = EventLog::open(dir.path()).unwrap();
         let all: Vec<_> = log.iter().map(|r| r.unwrap().1.subject).collect();
         assert_eq!(all, ["a", "b", "c"]);
-        let pending: Vec<_> = log
-            .pending()
-            .unwrap()
-            .into_iter()
-            .map(|(_, e)| e.subject)
-            .collect();
+        let pending = subjects(log.pending().unwrap());
         assert_eq!(pending, ["b", "c"]);
         let mine: Vec<_> = log
             .task_entries(task)
@@ -684,20 +684,10 @@ mod tests {
             log.flush().await.unwrap();
         }
         let log = EventLog::open(dir.path()).unwrap();
-        let mine: Vec<_> = log
-            .task_entries(task)
-            .unwrap()
-            .into_iter()
-            .map(|(_, e)| e.subject)
-            .collect();
+        let mine = subjects(log.task_entries(task).unwrap());
         assert_eq!(mine, ["reserved", "batch", "done"]);
         // Published already: never republished.
-        let pending: Vec<_> = log
-            .pending()
-            .unwrap()
-            .into_iter()
-            .map(|(_, e)| e.subject)
-            .collect();
+        let pending = subjects(log.pending().unwrap());
         assert_eq!(pending, ["batch", "done"]);
         let all: Vec<_> = log.iter().map(|r| r.unwrap().1.subject).collect();
         assert_eq!(all, ["reserved", "batch", "done", "other"]);
