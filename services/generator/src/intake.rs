@@ -57,11 +57,7 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?delay, "cannot open the request consumer");
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(2));
+                pause(&cancel, &mut delay).await;
                 continue;
             }
         };
