@@ -118,7 +118,7 @@ async fn formats_with_check_digits_and_large_tasks_come_out_in_order() {
 async fn events_are_cloudevents_on_the_documented_subjects() {
     let nats = spawn_nats();
     let data = tempdir();
-    let _generator = spawn_generator(&nats.url(), data.path(), &[]);
+    let generator = spawn_generator(&nats.url(), data.path(), &[]);
     let gw = spawn_gateway(&nats.url(), &[]);
     gw.wait_ready().await;
     // A plain subscription, as `nats sub 'sn.>'` would make.
@@ -201,6 +201,95 @@ async fn events_are_cloudevents_on_the_documented_subjects() {
     assert_eq!(data(3)["count"], 10);
     assert_eq!(data(3)["batches"], 1);
     assert_eq!(data(3)["last_serial"], "011100000010");
+    // A task of one batch, alone on the generator: its completion went out right behind the
+    // batch, without waiting for the batch's ack.
+    let m = scrape(&generator).await;
+    assert_eq!(
+        m.get("sn_chained_publishes_total{outcome=\"stored\"}"),
+        Some(&1.0),
+        "{m:?}"
+    );
+}
+
+/// What a completion sent right behind its batch rests on: JetStream stores a message sent
+/// with `Nats-Expected-Last-Msg-Id` only directly behind that message, so never without it.
+/// Each pair is sent back to back, the second before the first's ack, as the generator does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_chained_to_another_is_stored_only_right_behind_it() {
+    use async_nats::jetstream::context::PublishErrorKind;
+    use async_nats::jetstream::message::PublishMessage;
+    use async_nats::jetstream::stream::Config;
+    let nats = spawn_nats();
+    let js = nats.js().await;
+    js.create_stream(Config {
+        name: "CHAIN".into(),
+        subjects: vec!["chain.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let message = |id: &str| {
+        PublishMessage::build()
+            .payload(id.to_owned().into())
+            .message_id(id)
+    };
+    let send = |subject: &'static str, m: PublishMessage| {
+        let js = js.clone();
+        async move { js.send_publish(subject, m).await.unwrap() }
+    };
+
+    // Right behind: stored.
+    let a = send("chain.a", message("a")).await;
+    let b = send("chain.b", message("b").expected_last_message_id("a")).await;
+    a.await.unwrap();
+    assert!(b.await.is_ok());
+
+    // Something else stored in between: refused.
+    let c = send("chain.c", message("c")).await;
+    let x = send("chain.x", message("x")).await;
+    let d = send("chain.d", message("d").expected_last_message_id("c")).await;
+    c.await.unwrap();
+    x.await.unwrap();
+    assert_eq!(
+        d.await.unwrap_err().kind(),
+        PublishErrorKind::WrongLastMessageId
+    );
+
+    // Behind a message the stream refused: refused too.
+    let e = send("chain.e", message("e").expected_last_subject_sequence(99)).await;
+    let f = send("chain.f", message("f").expected_last_message_id("e")).await;
+    assert!(e.await.is_err());
+    assert_eq!(
+        f.await.unwrap_err().kind(),
+        PublishErrorKind::WrongLastMessageId
+    );
+
+    // Behind a duplicate (stored earlier, not again now): refused.
+    let a2 = send("chain.a", message("a")).await;
+    let g = send("chain.g", message("g").expected_last_message_id("a")).await;
+    assert!(a2.await.unwrap().duplicate);
+    assert_eq!(
+        g.await.unwrap_err().kind(),
+        PublishErrorKind::WrongLastMessageId
+    );
+
+    let subjects: Vec<String> = {
+        let mut stream = js.get_stream("CHAIN").await.unwrap();
+        let last = stream.info().await.unwrap().state.last_sequence;
+        let mut out = Vec::new();
+        for seq in 1..=last {
+            out.push(
+                stream
+                    .get_raw_message(seq)
+                    .await
+                    .unwrap()
+                    .subject
+                    .to_string(),
+            );
+        }
+        out
+    };
+    assert_eq!(subjects, ["chain.a", "chain.b", "chain.c", "chain.x"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,6 +59,10 @@ fn describe() {
         "sn_reservations_total",
         "Compare-and-set reservations, by outcome"
     );
+    describe_counter!(
+        "sn_chained_publishes_total",
+        "Completions sent right behind their task's batch, by outcome: stored, or sent again after its ack"
+    );
     describe_gauge!(
         "sn_log_size_bytes",
         Unit::Bytes,

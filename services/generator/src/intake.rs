@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -191,6 +192,7 @@ async fn dispatch(
         }
         let turn = shared.reserve_turn.clone().lock_owned().await;
         let (shared, cancel) = (shared.clone(), cancel.clone());
+        shared.running.fetch_add(1, Ordering::Relaxed);
         tasks.spawn(async move {
             let Taken {
                 req,
@@ -206,6 +208,7 @@ async fn dispatch(
                 let _ = delivery.current().ack_with(AckKind::Nak(None)).await;
             }
             held.release(&delivery);
+            shared.running.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
     }

@@ -19,7 +19,7 @@ mod task;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     /// mutex is FIFO) and released once the task has its range, so one replica reserves in
     /// the order requests arrived. Replicas are serialised by JetStream's compare-and-set.
     pub reserve_turn: Arc<tokio::sync::Mutex<()>>,
+    /// Tasks running on this replica.
+    pub running: AtomicUsize,
     pub max_count: u64,
     pub work: WorkConfig,
 }
@@ -113,6 +115,7 @@ impl Application {
             follower_stalled: tokio::sync::Notify::new(),
             single_replica: AtomicBool::new(replicas <= 1),
             reserve_turn: Arc::new(tokio::sync::Mutex::new(())),
+            running: AtomicUsize::new(0),
             max_count: config.max_count,
             work: config.work,
         });

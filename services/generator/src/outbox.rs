@@ -59,8 +59,18 @@ pub fn transient(kind: PublishErrorKind) -> bool {
 
 pub struct Outbox<'a> {
     shared: &'a Shared,
-    inflight: VecDeque<(u64, String, PublishAckFuture)>,
+    inflight: VecDeque<Inflight>,
     acked: Vec<u64>,
+}
+
+/// A publish waiting for its ack.
+struct Inflight {
+    seq: u64,
+    subject: String,
+    ack: PublishAckFuture,
+    /// Sent on the condition that an earlier entry was the stream's last message (see
+    /// [`Outbox::send_following`]): the entry, to publish again plainly if that failed.
+    chained: Option<Entry>,
 }
 
 impl<'a> Outbox<'a> {
@@ -77,25 +87,78 @@ impl<'a> Outbox<'a> {
         while self.inflight.len() >= self.shared.work.max_inflight.max(1) {
             self.settle_one().await?;
         }
-        let publish = common::nats::event_publish(&entry.id, entry.payload.clone(), None);
+        self.publish(seq, entry, None).await
+    }
+
+    /// Sends `entry` right behind the entry with id `previous`, without waiting for the
+    /// latter's ack: JetStream stores it only if `previous` is then the stream's last message
+    /// (`Nats-Expected-Last-Msg-Id`), so it can never be stored without `previous`. If
+    /// anything else was stored in between, it is published again plainly once every earlier
+    /// ack is in (at the next settle). Only for a stream of one replica, which stores a
+    /// connection's publishes in the order sent.
+    pub async fn send_following(
+        &mut self,
+        seq: u64,
+        entry: &Entry,
+        previous: &str,
+    ) -> Result<(), OutboxError> {
+        while self.inflight.len() >= self.shared.work.max_inflight.max(1) {
+            self.settle_one().await?;
+        }
+        self.publish(seq, entry, Some(previous)).await
+    }
+
+    async fn publish(
+        &mut self,
+        seq: u64,
+        entry: &Entry,
+        previous: Option<&str>,
+    ) -> Result<(), OutboxError> {
+        let mut publish = common::nats::event_publish(&entry.id, entry.payload.clone(), None);
+        if let Some(previous) = previous {
+            publish = publish.expected_last_message_id(previous);
+        }
         let ack = self
             .shared
             .js
             .send_publish(entry.subject.clone(), publish)
             .await
             .map_err(|e| OutboxError::publish(entry.subject.clone(), &e))?;
-        self.inflight.push_back((seq, entry.subject.clone(), ack));
+        self.inflight.push_back(Inflight {
+            seq,
+            subject: entry.subject.clone(),
+            ack,
+            chained: previous.map(|_| entry.clone()),
+        });
         Ok(())
     }
 
     async fn settle_one(&mut self) -> Result<(), OutboxError> {
-        if let Some((seq, subject, ack)) = self.inflight.pop_front() {
-            ack.await.map_err(|e| OutboxError::publish(subject, &e))?;
-            self.acked.push(seq);
-            if self.acked.len() >= 32 {
-                self.shared.log.mark_published(&self.acked)?;
-                self.acked.clear();
+        let Some(sent) = self.inflight.pop_front() else {
+            return Ok(());
+        };
+        match sent.ack.await {
+            Ok(_) => {
+                if sent.chained.is_some() {
+                    metrics::counter!("sn_chained_publishes_total", "outcome" => "stored")
+                        .increment(1);
+                }
             }
+            // Something else came between: every earlier ack is in (they settle in order),
+            // so the entry it followed is stored and it may go out plainly.
+            Err(e)
+                if e.kind() == PublishErrorKind::WrongLastMessageId && sent.chained.is_some() =>
+            {
+                metrics::counter!("sn_chained_publishes_total", "outcome" => "again").increment(1);
+                let entry = sent.chained.expect("checked above");
+                return self.publish(sent.seq, &entry, None).await;
+            }
+            Err(e) => return Err(OutboxError::publish(sent.subject, &e)),
+        }
+        self.acked.push(sent.seq);
+        if self.acked.len() >= 32 {
+            self.shared.log.mark_published(&self.acked)?;
+            self.acked.clear();
         }
         Ok(())
     }

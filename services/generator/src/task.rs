@@ -2,6 +2,7 @@
 //! range, then generate, log and publish the batches and the completion.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use async_nats::jetstream::stream::DirectGetErrorKind;
@@ -323,15 +324,33 @@ async fn generate(
     for (seq, entry) in batch_seqs.iter().zip(&group) {
         outbox.send(*seq, entry).await?;
     }
-    // The log learns the batches are published together with the completion: one write
-    // less before the completion goes out.
-    outbox.settle().await?;
-    outbox.send(*last_seq, &completion).await?;
+    if let ([batch], true) = (&group[..group.len() - 1], chain_completion(shared, batches)) {
+        // The task's one batch and its completion go out back to back; JetStream stores the
+        // completion only right behind the batch, so the stream still never shows it alone.
+        outbox
+            .send_following(*last_seq, &completion, &batch.id)
+            .await?;
+    } else {
+        // The log learns the batches are published together with the completion: one write
+        // less before the completion goes out.
+        outbox.settle().await?;
+        outbox.send(*last_seq, &completion).await?;
+    }
     outbox.drain().await?;
     metrics::counter!("sn_serials_issued_total", "code_model" => req.code_model.clone())
         .increment(req.count);
     metrics::histogram!("sn_generation_seconds").record(started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Whether a task of `batches` batches publishes its completion without waiting for its
+/// batch's ack (see [`Outbox::send_following`]): only with a single-replica stream, and only
+/// when no other task runs here, since a message stored in between sends the completion a
+/// second time.
+fn chain_completion(shared: &Shared, batches: u64) -> bool {
+    batches == 1
+        && shared.single_replica.load(Ordering::Relaxed)
+        && shared.running.load(Ordering::Relaxed) <= 1
 }
 
 fn formatter_len(req: &GenerateRequested) -> usize {
