@@ -683,3 +683,42 @@ async fn a_request_whose_deliveries_run_out_in_crashes_ends_in_failure() {
         "{v}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_longer_than_the_ack_wait_is_never_redelivered() {
+    let nats = spawn_nats();
+    let data = tempdir();
+    // One flush and one publish per 20 serials: seconds of work against a 1 s ack wait.
+    let env = [
+        ("ACK_WAIT_SECS", "1"),
+        ("BATCH_SIZE", "20"),
+        ("BATCHES_PER_FLUSH", "1"),
+    ];
+    let generator = spawn_generator(&nats.url(), data.path(), &env);
+    let gw = spawn_gateway(&nats.url(), &[]);
+    gw.wait_ready().await;
+    generator.wait_ready().await;
+    let started = std::time::Instant::now();
+    let id = submit(&gw, json!({"code_model":"LONG","count": 160_000})).await;
+    let v = finished(&gw, &id, T).await;
+    assert_eq!(v["state"], "SUCCESS", "{v}");
+    assert!(
+        started.elapsed() > Duration::from_secs(3),
+        "the task ended within {:?}, too soon to show anything about the ack wait",
+        started.elapsed()
+    );
+    let js = nats.js().await;
+    let info = js
+        .get_stream("SN")
+        .await
+        .unwrap()
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("generator")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(info.num_redelivered, 0, "{info:?}");
+    assert_eq!(info.num_ack_pending, 0, "{info:?}");
+}

@@ -252,6 +252,7 @@ impl Holdings {
         let delivery = Arc::new(Delivery {
             task,
             msg: std::sync::Mutex::new(msg),
+            taken: Instant::now(),
         });
         held.insert(task, delivery.clone());
         Some(delivery)
@@ -269,6 +270,8 @@ impl Holdings {
 struct Delivery {
     task: Uuid,
     msg: std::sync::Mutex<Message>,
+    /// When this replica took the first delivery.
+    taken: Instant,
 }
 
 impl Delivery {
@@ -278,11 +281,15 @@ impl Delivery {
 
     /// Tells JetStream the request is still being worked on, a few times per ack wait, for
     /// as long as the run holds it (a long task, a wait for the reservation turn, a retry).
+    /// The first word comes a third of the ack wait after the delivery (which started the
+    /// clock): most tasks end before, and send none.
     async fn keep_alive(&self, ack_wait: Duration) -> std::convert::Infallible {
         let every = (ack_wait / 3).max(Duration::from_millis(100));
+        let mut next = self.taken + every;
         loop {
+            tokio::time::sleep_until(next.into()).await;
             let _ = self.current().ack_with(AckKind::Progress).await;
-            tokio::time::sleep(every).await;
+            next = Instant::now() + every;
         }
     }
 }
