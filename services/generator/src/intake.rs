@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -192,7 +192,6 @@ async fn dispatch(
         }
         let turn = shared.reserve_turn.clone().lock_owned().await;
         let (shared, cancel) = (shared.clone(), cancel.clone());
-        shared.running.fetch_add(1, Ordering::Relaxed);
         tasks.spawn(async move {
             let Taken {
                 req,
@@ -208,7 +207,6 @@ async fn dispatch(
                 let _ = delivery.current().ack_with(AckKind::Nak(None)).await;
             }
             held.release(&delivery);
-            shared.running.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
     }
@@ -340,10 +338,13 @@ async fn handle(
     async {
         let started = Instant::now();
         let ack_wait = Duration::from_secs(shared.work.ack_wait_secs.max(1));
+        let running = Running::start(&shared.running);
         let result = tokio::select! {
             r = run_retrying(shared, &req, turn, delivered > 1, cancel) => r,
             never = delivery.keep_alive(ack_wait) => match never {},
         };
+        // Its events are out; acking the request publishes nothing to the stream.
+        drop(running);
         let msg = delivery.current();
         let delivered = msg.info().map(|i| i.delivered).unwrap_or(delivered);
         finish(shared, &req, &msg, delivered, result).await;
@@ -351,6 +352,22 @@ async fn handle(
     }
     .instrument(span)
     .await;
+}
+
+/// Counts a task in `Shared::running` while it lives (a panic included).
+struct Running<'a>(&'a AtomicUsize);
+
+impl<'a> Running<'a> {
+    fn start(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Running(count)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Runs the task, trying again in place while NATS is unreachable or slow (a restart, a

@@ -56,7 +56,8 @@ pub(crate) struct Shared {
     /// mutex is FIFO) and released once the task has its range, so one replica reserves in
     /// the order requests arrived. Replicas are serialised by JetStream's compare-and-set.
     pub reserve_turn: Arc<tokio::sync::Mutex<()>>,
-    /// Tasks running on this replica.
+    /// Tasks running on this replica, from their reservation turn until their events are
+    /// out (not while their request is being acknowledged).
     pub running: AtomicUsize,
     pub max_count: u64,
     pub work: WorkConfig,
