@@ -280,7 +280,8 @@ impl Delivery {
     /// Tells JetStream the request is still being worked on, a few times per ack wait, for
     /// as long as the run holds it (a long task, a wait for the reservation turn, a retry).
     /// The first word comes a third of the ack wait after the delivery (which started the
-    /// clock): most tasks end before, and send none.
+    /// clock), or at once if the run starts later than that: most tasks end before, and
+    /// send none. A request waiting for its reservation turn gets none.
     async fn keep_alive(&self, ack_wait: Duration) -> std::convert::Infallible {
         let every = (ack_wait / 3).max(Duration::from_millis(100));
         let mut next = self.taken + every;
@@ -343,7 +344,8 @@ async fn handle(
             r = run_retrying(shared, &req, turn, delivered > 1, cancel) => r,
             never = delivery.keep_alive(ack_wait) => match never {},
         };
-        // Its events are out; acking the request publishes nothing to the stream.
+        // Its events are out (but for the failure of a last delivery, which `finish` may
+        // still publish: a chained completion of another task then only goes out twice).
         drop(running);
         let msg = delivery.current();
         let delivered = msg.info().map(|i| i.delivered).unwrap_or(delivered);

@@ -67,10 +67,16 @@ pub struct Outbox<'a> {
 struct Inflight {
     seq: u64,
     subject: String,
+    id: String,
     ack: PublishAckFuture,
-    /// Sent on the condition that an earlier entry was the stream's last message (see
+    /// Sent on the condition that the entry before it was the stream's last message (see
     /// [`Outbox::send_following`]): the entry, to publish again plainly if that failed.
     chained: Option<Entry>,
+}
+
+/// A task's last event (completed or failed).
+fn ends_task(subject: &str) -> bool {
+    common::subjects::parse(subject).is_some_and(|p| p.kind.is_final())
 }
 
 impl<'a> Outbox<'a> {
@@ -82,30 +88,37 @@ impl<'a> Outbox<'a> {
         }
     }
 
-    /// Sends one logged (and flushed) entry; waits only when too many acks are in flight.
+    /// Sends one logged (and flushed) entry; waits only when too many acks are in flight. A
+    /// task's last event waits until every entry sent before it is acknowledged, so the
+    /// stream never shows it ahead of one of them (a replay, a republish at start included).
     pub async fn send(&mut self, seq: u64, entry: &Entry) -> Result<(), OutboxError> {
-        while self.inflight.len() >= self.shared.work.max_inflight.max(1) {
-            self.settle_one().await?;
+        if ends_task(&entry.subject) {
+            self.settle().await?;
         }
+        self.make_room().await?;
         self.publish(seq, entry, None).await
     }
 
-    /// Sends `entry` right behind the entry with id `previous`, without waiting for the
-    /// latter's ack: JetStream stores it only if `previous` is then the stream's last message
-    /// (`Nats-Expected-Last-Msg-Id`), so it can never be stored without `previous`. If
-    /// anything else was stored in between, it is published again plainly once every earlier
-    /// ack is in (at the next settle). Only for a stream of one replica, which stores a
-    /// connection's publishes in the order sent.
-    pub async fn send_following(
-        &mut self,
-        seq: u64,
-        entry: &Entry,
-        previous: &str,
-    ) -> Result<(), OutboxError> {
+    /// Sends a task's last event right behind the one entry still waiting for its ack,
+    /// without waiting for that ack: JetStream stores it only if that entry is then the
+    /// stream's last message (`Nats-Expected-Last-Msg-Id`), so it is never stored without it.
+    /// If anything else was stored in between, it is published again plainly once that ack
+    /// is in (at the next settle). With no entry waiting it goes out plainly, and with more
+    /// than one it waits for them all, as [`Outbox::send`] does. Only for a stream of one
+    /// replica, which stores a connection's publishes in the order sent.
+    pub async fn send_following(&mut self, seq: u64, entry: &Entry) -> Result<(), OutboxError> {
+        if self.inflight.len() > 1 {
+            self.settle().await?;
+        }
+        let previous = self.inflight.back().map(|sent| sent.id.clone());
+        self.publish(seq, entry, previous.as_deref()).await
+    }
+
+    async fn make_room(&mut self) -> Result<(), OutboxError> {
         while self.inflight.len() >= self.shared.work.max_inflight.max(1) {
             self.settle_one().await?;
         }
-        self.publish(seq, entry, Some(previous)).await
+        Ok(())
     }
 
     async fn publish(
@@ -127,6 +140,7 @@ impl<'a> Outbox<'a> {
         self.inflight.push_back(Inflight {
             seq,
             subject: entry.subject.clone(),
+            id: entry.id.clone(),
             ack,
             chained: previous.map(|_| entry.clone()),
         });

@@ -324,12 +324,10 @@ async fn generate(
     for (seq, entry) in batch_seqs.iter().zip(&group) {
         outbox.send(*seq, entry).await?;
     }
-    if let ([batch], true) = (&group[..group.len() - 1], chain_completion(shared, batches)) {
+    if group.len() == 2 && chain_completion(shared, batches) {
         // The task's one batch and its completion go out back to back; JetStream stores the
         // completion only right behind the batch, so the stream still never shows it alone.
-        outbox
-            .send_following(*last_seq, &completion, &batch.id)
-            .await?;
+        outbox.send_following(*last_seq, &completion).await?;
     } else {
         // The log learns the batches are published together with the completion: one write
         // less before the completion goes out.
