@@ -329,9 +329,8 @@ async fn generate(
         // completion only right behind the batch, so the stream still never shows it alone.
         outbox.send_following(*last_seq, &completion).await?;
     } else {
-        // The log learns the batches are published together with the completion: one write
-        // less before the completion goes out.
-        outbox.settle().await?;
+        // Waits for the batches' acks (`Outbox::send` does for a task's last event); the log
+        // learns they are published together with the completion, one write less before it.
         outbox.send(*last_seq, &completion).await?;
     }
     outbox.drain().await?;
