@@ -276,6 +276,90 @@ async fn killing_generators_at_random_moments_loses_and_duplicates_nothing() {
     assert_eq!(total as u64, (0..24u64).map(|i| 40_000 + i).sum::<u64>());
 }
 
+/// The ledger snapshot in a generator's log is saved a little after its follower folds the
+/// reservations, ranges and position in one write, and is durable with the log's next flush.
+/// A generator killed once the snapshot is durable restarts with every range another replica
+/// holds; one killed right after a burst restarts from a snapshot behind the stream and folds
+/// the rest again. Either way the next numbers come after all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generator_killed_around_its_ledger_snapshot_issues_nothing_twice() {
+    let nats = spawn_nats();
+    let dirs = [tempdir(), tempdir()];
+    let mut first = spawn_generator(&nats.url(), dirs[0].path(), &[]);
+    let mut second = spawn_generator(&nats.url(), dirs[1].path(), &[]);
+    let gw = spawn_gateway(&nats.url(), &[]);
+    gw.wait_ready().await;
+    first.wait_ready().await;
+    second.wait_ready().await;
+    let mut views = Vec::new();
+    let burst = |n: usize| {
+        let gw = &gw;
+        async move {
+            let ids =
+                join_all((0..n).map(|_| submit(gw, json!({"code_model": "SNAP", "count": 5}))))
+                    .await;
+            let mut done = Vec::new();
+            for id in &ids {
+                done.push(finished(gw, id, T).await);
+            }
+            done
+        }
+    };
+    // Both replicas reserve, then only the second, so the highest ranges are the second's.
+    // The first, started again, folds them into its snapshot.
+    views.extend(burst(20).await);
+    first.proc.sigterm(T);
+    views.extend(burst(20).await);
+    let mut first = spawn_generator(&nats.url(), dirs[0].path(), &[]);
+    first.wait_ready().await;
+    let last = nats
+        .js()
+        .await
+        .get_stream("SN")
+        .await
+        .unwrap()
+        .get_last_raw_message_by_subject("sn.SNAP.reserved")
+        .await
+        .unwrap()
+        .sequence as f64;
+    wait_for("the snapshot to be saved", T, || async {
+        let m = scrape(&first).await;
+        (m.get("sn_ledger_position") == Some(&last)
+            && m.get("sn_ledger_saved_position") == Some(&last))
+        .then_some(())
+    })
+    .await;
+    // With the second gone, a task of another model makes the first flush its log, and with
+    // it the snapshot. Killed then, the first restarts from that snapshot alone, past the
+    // second's ranges: only the ranges saved with the position keep it off them.
+    second.proc.sigterm(T);
+    let flush = submit(&gw, json!({"code_model": "FLUSH", "count": 1})).await;
+    assert_eq!(finished(&gw, &flush, T).await["state"], "SUCCESS");
+    first.proc.kill9();
+    let mut first = spawn_generator(&nats.url(), dirs[0].path(), &[]);
+    first.wait_ready().await;
+    views.extend(burst(20).await);
+    // Killed at once after the last task ended: inside the snapshot's save delay.
+    first.proc.kill9();
+    let first = spawn_generator(&nats.url(), dirs[0].path(), &[]);
+    first.wait_ready().await;
+    views.extend(burst(20).await);
+
+    assert!(views.iter().all(|v| v["state"] == "SUCCESS"), "{views:?}");
+    assert_eq!(assert_unique(&gw, &views).await, 400);
+    // Automatic ranges follow one another from 1: nothing skipped, nothing issued twice.
+    let mut ranges: Vec<(u64, u64)> = views
+        .iter()
+        .map(|v| (v["number"].as_u64().unwrap(), v["count"].as_u64().unwrap()))
+        .collect();
+    ranges.sort_unstable();
+    let mut next = 1;
+    for (number, count) in ranges {
+        assert_eq!(number, next, "{views:?}");
+        next = number + count;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_killed_mid_posts_loses_no_accepted_task() {
     let nats = spawn_nats();

@@ -72,6 +72,10 @@ fn describe() {
         "sn_ledger_position",
         "Stream sequence the ledger follower has folded up to"
     );
+    describe_gauge!(
+        "sn_ledger_saved_position",
+        "Stream sequence the ledger snapshot in the log was last saved at (it trails the follower by up to 100 ms)"
+    );
     for state in ["success", "failure", "replayed"] {
         metrics::counter!("sn_tasks_total", "state" => state).increment(0);
     }

@@ -1,11 +1,15 @@
 //! Follows every model's ledger subject (`sn.*.reserved`) from where the log's snapshot left
-//! off, folds it into the shared ledger, and persists each reservation in the log.
+//! off, folds it into the shared ledger, and persists the reservations in the log's snapshot
+//! a little later, several in one write.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use common::events::EventData;
 use common::{subjects, Event};
 use futures::StreamExt;
@@ -36,7 +40,54 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     }
 }
 
+/// How long a folded reservation may wait before the snapshot saves it (with every other one
+/// folded meanwhile, in one atomic write), and how many may wait at most. A snapshot behind
+/// the ledger only makes the next start fold those reservations again from the stream; one
+/// write per reservation made the log's disk writes race each task's own flush.
+const SAVE_AFTER: Duration = Duration::from_millis(100);
+const SAVE_AT_MOST: usize = 512;
+
+/// What the follower folded and the snapshot does not hold yet.
+#[derive(Default)]
+struct Unsaved {
+    ranges: Vec<(String, StoredRange)>,
+    /// The stream position reached; `None` when nothing waits.
+    seq: Option<u64>,
+    due: Option<Instant>,
+}
+
+impl Unsaved {
+    fn add(&mut self, range: Option<(String, StoredRange)>, seq: u64) {
+        self.ranges.extend(range);
+        self.seq = Some(seq);
+        self.due.get_or_insert_with(|| Instant::now() + SAVE_AFTER);
+    }
+
+    /// Saves the ranges and the position together, so the snapshot never moves past a range
+    /// it lacks.
+    fn save(&mut self, shared: &Shared) -> Result<(), crate::log::LogError> {
+        if let Some(seq) = self.seq {
+            shared.log.save_ledger(&self.ranges, Some(seq))?;
+            metrics::gauge!("sn_ledger_saved_position").set(seq as f64);
+        }
+        *self = Unsaved::default();
+        Ok(())
+    }
+}
+
 async fn follow(shared: &Shared, cancel: &CancellationToken) -> anyhow::Result<()> {
+    let mut unsaved = Unsaved::default();
+    let followed = follow_saving(shared, cancel, &mut unsaved).await;
+    // Whatever ended the follow, what it folded is kept.
+    unsaved.save(shared)?;
+    followed
+}
+
+async fn follow_saving(
+    shared: &Shared,
+    cancel: &CancellationToken,
+    unsaved: &mut Unsaved,
+) -> anyhow::Result<()> {
     let mut connections = shared.connections.clone();
     connections.borrow_and_update();
     let start = *shared.ledger_pos.borrow() + 1;
@@ -54,13 +105,29 @@ async fn follow(shared: &Shared, cancel: &CancellationToken) -> anyhow::Result<(
             ..Default::default()
         })
         .await?;
-    if consumer.info().await?.num_pending == 0 {
+    // Ready once every reservation stored before now is folded. The last message's pending
+    // count says so too, but nats-server 2.9.10 can count one message more than it delivers
+    // on this wildcard filter from a start sequence, and the follower would never be ready.
+    let target = match stream
+        .get_last_raw_message_by_subject(subjects::ALL_RESERVATIONS)
+        .await
+    {
+        Ok(m) => m.sequence,
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => 0,
+        Err(e) => return Err(e.into()),
+    };
+    if target < start || consumer.info().await?.num_pending == 0 {
         mark_ready(shared);
     }
     let mut messages = consumer.messages().await?;
     loop {
+        let due = unsaved.due;
         let msg = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                unsaved.save(shared)?;
+                continue;
+            }
             // The server may have dropped the consumer with the old connection.
             _ = connections.changed() => anyhow::bail!("reconnected to NATS"),
             _ = shared.follower_stalled.notified() => anyhow::bail!("a reservation waited for it"),
@@ -95,12 +162,7 @@ async fn follow(shared: &Shared, cancel: &CancellationToken) -> anyhow::Result<(
                 };
                 // Saved whenever the ledger holds it, even when this replica folded it first
                 // (its own reservation): the snapshot never moves past a range it lacks.
-                let ranges = if held {
-                    vec![(r.code_model.clone(), stored)]
-                } else {
-                    vec![]
-                };
-                shared.log.save_ledger(&ranges, Some(seq))?;
+                unsaved.add(held.then(|| (r.code_model.clone(), stored)), seq);
             }
             other => {
                 if let Err(e) = other {
@@ -114,11 +176,14 @@ async fn follow(shared: &Shared, cancel: &CancellationToken) -> anyhow::Result<(
                         .expect("ledger lock poisoned")
                         .observe(p.model, seq);
                 }
-                shared.log.save_ledger(&[], Some(seq))?;
+                unsaved.add(None, seq);
             }
         }
+        if unsaved.ranges.len() >= SAVE_AT_MOST {
+            unsaved.save(shared)?;
+        }
         shared.ledger_pos.send_replace(seq);
-        if pending == 0 {
+        if pending == 0 || seq >= target {
             mark_ready(shared);
         }
     }

@@ -121,6 +121,7 @@ impl Application {
             work: config.work,
         });
         admin::init_metrics();
+        metrics::gauge!("sn_ledger_saved_position").set(pos as f64);
         Ok(Application {
             shared,
             admin,

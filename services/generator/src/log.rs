@@ -349,16 +349,18 @@ impl EventLog {
         Ok(())
     }
 
-    /// Records that JetStream acknowledged these entries.
+    /// Records that JetStream acknowledged these entries. One removal at a time, not a
+    /// batch: each marker stands alone (a marker left behind only publishes its entry again,
+    /// which the stream and every fold drop by id), and sled writes every batch as extra
+    /// buffers of its own, each written and synced to disk apart.
     pub fn mark_published(&self, seqs: &[u64]) -> Result<(), LogError> {
-        let mut batch = sled::Batch::default();
-        for &seq in seqs {
-            batch.remove(&key(PENDING, seq));
-        }
         self.write(|| {
-            self.tree
-                .apply_batch(batch)
-                .map_err(io("mark published in"))
+            for &seq in seqs {
+                self.tree
+                    .remove(key(PENDING, seq))
+                    .map_err(io("mark published in"))?;
+            }
+            Ok(())
         })
     }
 
@@ -418,6 +420,18 @@ impl EventLog {
         ranges: &[(String, StoredRange)],
         stream_seq: Option<u64>,
     ) -> Result<(), LogError> {
+        if ranges.is_empty() {
+            // One key is atomic on its own, without a batch's extra buffers.
+            return match stream_seq {
+                Some(seq) => self.write(|| {
+                    self.tree
+                        .insert(LEDGER_SEQ, &seq.to_be_bytes())
+                        .map(drop)
+                        .map_err(io("save the ledger in"))
+                }),
+                None => Ok(()),
+            };
+        }
         let mut batch = sled::Batch::default();
         for (model, r) in ranges {
             let (k, v) = ledger_kv(model, r);
@@ -482,6 +496,22 @@ impl EventLog {
 mod tests {
     use super::*;
 
+    /// Opens a log again once the handle before it is gone. sled lets go of its file lock
+    /// only when its own threads drop their last reference, a moment after ours.
+    fn reopen(dir: &Path) -> EventLog {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match EventLog::open(dir) {
+                Ok(log) => return log,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    assert!(e.to_string().contains("lock"), "{e}");
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
     fn entry(s: &str) -> Entry {
         Entry {
             subject: s.into(),
@@ -509,7 +539,7 @@ mod tests {
             log.mark_published(&a[..1]).unwrap();
             log.flush().await.unwrap();
         }
-        let log = EventLog::open(dir.path()).unwrap();
+        let log = reopen(dir.path());
         let all: Vec<_> = log.iter().map(|r| r.unwrap().1.subject).collect();
         assert_eq!(all, ["a", "b", "c"]);
         let pending = subjects(log.pending().unwrap());
@@ -589,7 +619,7 @@ mod tests {
                 );
             }
         }
-        let log = EventLog::open(dir.path()).unwrap();
+        let log = reopen(dir.path());
         let read: Vec<Entry> = log.iter().map(|r| r.unwrap().1).collect();
         assert_eq!(read, written);
         assert!(read[0].payload.len() > 100_000);
@@ -683,7 +713,7 @@ mod tests {
                 .unwrap();
             log.flush().await.unwrap();
         }
-        let log = EventLog::open(dir.path()).unwrap();
+        let log = reopen(dir.path());
         let mine = subjects(log.task_entries(task).unwrap());
         assert_eq!(mine, ["reserved", "batch", "done"]);
         // Published already: never republished.
