@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
-use async_nats::jetstream::stream::LastRawMessageErrorKind;
+use async_nats::jetstream::{self, stream::LastRawMessageErrorKind};
 use common::events::EventData;
 use common::{subjects, Event};
 use futures::StreamExt;
@@ -108,22 +108,26 @@ async fn follow_saving(
     // Ready once every reservation stored before now is folded. The last message's pending
     // count says so too, but nats-server 2.9.10 can count one message more than it delivers
     // on this wildcard filter from a start sequence, and the follower would never be ready.
-    let target = match stream
-        .get_last_raw_message_by_subject(subjects::ALL_RESERVATIONS)
-        .await
-    {
-        Ok(m) => m.sequence,
-        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => 0,
-        Err(e) => return Err(e.into()),
-    };
-    if target < start || consumer.info().await?.num_pending == 0 {
+    // So the last reservation's sequence is looked up as well, beside the follow: a lookup
+    // stuck on a cluster electing a leader must not hold up the folding reservations wait for.
+    if consumer.info().await?.num_pending == 0 {
         mark_ready(shared);
     }
+    let mut target: Option<u64> = None;
+    let lookup = last_reservation(&stream);
+    tokio::pin!(lookup);
     let mut messages = consumer.messages().await?;
     loop {
         let due = unsaved.due;
         let msg = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
+            found = &mut lookup, if target.is_none() => {
+                target = Some(found);
+                if *shared.ledger_pos.borrow() >= found {
+                    mark_ready(shared);
+                }
+                continue;
+            }
             _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                 unsaved.save(shared)?;
                 continue;
@@ -183,9 +187,26 @@ async fn follow_saving(
             unsaved.save(shared)?;
         }
         shared.ledger_pos.send_replace(seq);
-        if pending == 0 || seq >= target {
+        if pending == 0 || target.is_some_and(|last| seq >= last) {
             mark_ready(shared);
         }
+    }
+}
+
+/// The stream sequence of the last reservation (0 when there is none), asked until answered.
+async fn last_reservation(stream: &jetstream::stream::Stream<()>) -> u64 {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match stream
+            .get_last_raw_message_by_subject(subjects::ALL_RESERVATIONS)
+            .await
+        {
+            Ok(m) => return m.sequence,
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return 0,
+            Err(e) => tracing::debug!(error = %e, "cannot read the last reservation yet"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
     }
 }
 
