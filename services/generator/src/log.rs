@@ -481,7 +481,8 @@ impl EventLog {
     }
 
     /// Runs one write in its turn on the gate. Nothing the gate guards can be left half done
-    /// by a panic: sled's batches are atomic.
+    /// by a panic in a way that matters: sled's batches are atomic, and the writes that are
+    /// not one batch (acks marked one key at a time) each stand alone.
     fn write<T>(&self, f: impl FnOnce() -> T) -> T {
         let _turn = self.gate.lock().unwrap_or_else(|e| e.into_inner());
         f()
