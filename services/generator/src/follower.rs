@@ -40,7 +40,7 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
 }
 
 /// How long a folded reservation may wait before the snapshot saves it (with every other one
-/// folded meanwhile, in one atomic write), and how many may wait at most. A snapshot behind
+/// folded meanwhile, in one call), and how many may wait at most. A snapshot behind
 /// the ledger only makes the next start fold those reservations again from the stream; one
 /// write per reservation made the log's disk writes race each task's own flush.
 const SAVE_AFTER: Duration = Duration::from_millis(100);
@@ -62,8 +62,8 @@ impl Unsaved {
         self.due.get_or_insert_with(|| Instant::now() + SAVE_AFTER);
     }
 
-    /// Saves the ranges and the position together, so the snapshot never moves past a range
-    /// it lacks.
+    /// Saves the ranges, then the position, so the snapshot never moves past a range it
+    /// lacks.
     fn save(&mut self, shared: &Shared) -> Result<(), crate::log::LogError> {
         if let Some(seq) = self.seq {
             shared.log.save_ledger(&self.ranges, Some(seq))?;

@@ -1,6 +1,6 @@
 //! The append-only event log in sled: the only module that touches sled.
 //!
-//! One tree, keys prefixed so one `apply_batch` is atomic across what must change together:
+//! One tree, keys prefixed:
 //! - `e` + seq (u64 BE) -> entry (the event as published: subject + CloudEvent JSON; a
 //!   generated batch without its serials, which are written again from its range when read);
 //!   big-endian keys make key order log order.
@@ -8,6 +8,15 @@
 //! - `t` + task (16 bytes) + seq -> ()  : every entry of a task, for resume and replay.
 //! - `l` + model + 0 + first (u64 BE) -> last (u64 BE) + task (16 bytes): the ledger snapshot.
 //! - `m` + name -> u64 BE : small counters (the ledger's stream position).
+//!
+//! Every write is single-key inserts and removes in a chosen order, never a `sled::Batch`:
+//! sled 0.34 writes each batch as two or three I/O buffers of its own (it rolls the buffer
+//! before and after the batch's manifest), each written and synced apart, where single-key
+//! writes share the buffer the next flush writes once. A crash still leaves a state each
+//! reader handles: sled recovers its log in order and stops at the first torn message, so
+//! what survives is a prefix of the writes, and the writes of one call are ordered so that
+//! every prefix is safe (see [`EventLog::append_with`] and [`EventLog::save_ledger`]; the
+//! writes of one call are contiguous, as every write takes its turn on the gate).
 
 use std::ops::Range;
 use std::path::Path;
@@ -250,6 +259,24 @@ pub struct EventLog {
     gate: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
+/// One single-key write: a key and its value.
+type Write = (sled::IVec, sled::IVec);
+
+/// The writes of [`EventLog::save_ledger`], in order: the ranges, then the position.
+fn ledger_writes(ranges: &[(String, StoredRange)], stream_seq: Option<u64>) -> Vec<Write> {
+    let mut writes: Vec<Write> = ranges
+        .iter()
+        .map(|(model, r)| {
+            let (k, v) = ledger_kv(model, r);
+            (k.into(), v[..].into())
+        })
+        .collect();
+    if let Some(seq) = stream_seq {
+        writes.push((LEDGER_SEQ.into(), seq.to_be_bytes()[..].into()));
+    }
+    writes
+}
+
 fn key(prefix: u8, seq: u64) -> [u8; 9] {
     let mut k = [prefix; 9];
     k[1..].copy_from_slice(&seq.to_be_bytes());
@@ -284,7 +311,7 @@ impl EventLog {
         })
     }
 
-    /// Appends entries of one task as not-yet-published, atomically. Not durable until
+    /// Appends entries of one task as not-yet-published. Not durable until
     /// [`EventLog::flush`] returns: call it before publishing.
     pub fn append(
         &self,
@@ -297,7 +324,7 @@ impl EventLog {
 
     /// Appends `entries` like [`EventLog::append`], after `granted` when given: the
     /// reservation the task's compare-and-set stored (already published, so never pending)
-    /// and the range for the ledger snapshot, in the same atomic write.
+    /// and the range for the ledger snapshot.
     pub fn append_with(
         &self,
         task: Uuid,
@@ -306,29 +333,53 @@ impl EventLog {
         pending: bool,
     ) -> Result<Vec<u64>, LogError> {
         self.write(|| {
-            let mut batch = sled::Batch::default();
-            if let Some(g) = granted {
-                let seq = self.db.generate_id().map_err(io("number an entry of"))?;
-                batch.insert(&key(EVENT, seq), g.entry.encode());
-                batch.insert(&task_key(task, seq), &[]);
-                if let Some((model, range)) = &g.range {
-                    let (k, v) = ledger_kv(model, range);
-                    batch.insert(k, &v[..]);
-                }
+            let (writes, seqs) = self.append_writes(task, granted, entries, pending)?;
+            for (k, v) in writes {
+                self.tree.insert(k, v).map_err(io("append to"))?;
             }
-            let mut seqs = Vec::with_capacity(entries.len());
-            for entry in entries {
-                let seq = self.db.generate_id().map_err(io("number an entry of"))?;
-                batch.insert(&key(EVENT, seq), entry.encode());
-                if pending {
-                    batch.insert(&key(PENDING, seq), &[]);
-                }
-                batch.insert(&task_key(task, seq), &[]);
-                seqs.push(seq);
-            }
-            self.tree.apply_batch(batch).map_err(io("append to"))?;
             Ok(seqs)
         })
+    }
+
+    /// The writes of [`EventLog::append_with`], in the order they are made, so that a crash
+    /// after any of them leaves a log a restart handles:
+    /// - each entry's pending marker before the entry (an entry is never logged without
+    ///   being published some day; a marker without its entry is skipped by
+    ///   [`EventLog::pending`]), and its task index after it;
+    /// - entries in sequence order, so a task's index never shows its last event (which
+    ///   makes a redelivery replay the task instead of running it) without every entry
+    ///   before it;
+    /// - the reservation's copy and range first: both already true in the stream, and
+    ///   saved again by the follower's snapshot if lost.
+    fn append_writes(
+        &self,
+        task: Uuid,
+        granted: Option<&Granted>,
+        entries: &[Entry],
+        pending: bool,
+    ) -> Result<(Vec<Write>, Vec<u64>), LogError> {
+        let empty = || sled::IVec::from(&[][..]);
+        let mut writes = Vec::with_capacity(3 * (entries.len() + 1));
+        if let Some(g) = granted {
+            let seq = self.db.generate_id().map_err(io("number an entry of"))?;
+            writes.push((key(EVENT, seq)[..].into(), g.entry.encode().into()));
+            if let Some((model, range)) = &g.range {
+                let (k, v) = ledger_kv(model, range);
+                writes.push((k.into(), v[..].into()));
+            }
+            writes.push((task_key(task, seq)[..].into(), empty()));
+        }
+        let mut seqs = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let seq = self.db.generate_id().map_err(io("number an entry of"))?;
+            if pending {
+                writes.push((key(PENDING, seq)[..].into(), empty()));
+            }
+            writes.push((key(EVENT, seq)[..].into(), entry.encode().into()));
+            writes.push((task_key(task, seq)[..].into(), empty()));
+            seqs.push(seq);
+        }
+        Ok((writes, seqs))
     }
 
     /// Makes everything appended so far durable.
@@ -414,36 +465,19 @@ impl EventLog {
         })
     }
 
-    /// Saves reservations, and the stream position the follower reached when given.
+    /// Saves reservations, and the stream position the follower reached when given: the
+    /// ranges first, the position last, so a crash between them leaves the position where it
+    /// was and the snapshot never moves past a range it lacks.
     pub fn save_ledger(
         &self,
         ranges: &[(String, StoredRange)],
         stream_seq: Option<u64>,
     ) -> Result<(), LogError> {
-        if ranges.is_empty() {
-            // One key is atomic on its own, without a batch's extra buffers.
-            return match stream_seq {
-                Some(seq) => self.write(|| {
-                    self.tree
-                        .insert(LEDGER_SEQ, &seq.to_be_bytes())
-                        .map(drop)
-                        .map_err(io("save the ledger in"))
-                }),
-                None => Ok(()),
-            };
-        }
-        let mut batch = sled::Batch::default();
-        for (model, r) in ranges {
-            let (k, v) = ledger_kv(model, r);
-            batch.insert(k, &v[..]);
-        }
-        if let Some(seq) = stream_seq {
-            batch.insert(LEDGER_SEQ, &seq.to_be_bytes());
-        }
         self.write(|| {
-            self.tree
-                .apply_batch(batch)
-                .map_err(io("save the ledger in"))
+            for (k, v) in ledger_writes(ranges, stream_seq) {
+                self.tree.insert(k, v).map_err(io("save the ledger in"))?;
+            }
+            Ok(())
         })
     }
 
@@ -481,8 +515,8 @@ impl EventLog {
     }
 
     /// Runs one write in its turn on the gate. Nothing the gate guards can be left half done
-    /// by a panic in a way that matters: sled's batches are atomic, and the writes that are
-    /// not one batch (acks marked one key at a time) each stand alone.
+    /// by a panic or an error in a way that matters: every prefix of a call's writes is a
+    /// state a restart handles (see the module's header).
     fn write<T>(&self, f: impl FnOnce() -> T) -> T {
         let _turn = self.gate.lock().unwrap_or_else(|e| e.into_inner());
         f()
@@ -679,6 +713,85 @@ mod tests {
         let (ranges, seq) = log.load_ledger().unwrap();
         assert_eq!(seq, 42);
         assert_eq!(ranges, [("0111".to_string(), r), ("A_b".to_string(), s)]);
+    }
+
+    /// A log holding just these writes: what a crash right after them leaves behind, as sled
+    /// recovers a prefix of its writes.
+    fn log_of(writes: &[(sled::IVec, sled::IVec)]) -> (tempfile::TempDir, EventLog) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        for (k, v) in writes {
+            log.tree.insert(k, v.clone()).unwrap();
+        }
+        (dir, log)
+    }
+
+    #[tokio::test]
+    async fn every_prefix_of_an_append_is_a_log_a_restart_handles() {
+        let task = Uuid::new_v4();
+        let range = StoredRange {
+            first: 1,
+            last: 10,
+            task,
+            seq: 5,
+        };
+        let granted = Granted {
+            entry: entry("reserved"),
+            range: Some(("0111".into(), range)),
+        };
+        let entries = [entry("batch 0"), entry("batch 1"), entry("completed")];
+        let (_dir, planner) = log_of(&[]);
+        let (writes, _) = planner
+            .append_writes(task, Some(&granted), &entries, true)
+            .unwrap();
+        let in_order = ["reserved", "batch 0", "batch 1", "completed"];
+        for n in 0..=writes.len() {
+            let (_dir, log) = log_of(&writes[..n]);
+            // Nothing logged is left unpublished for ever: every entry but the reservation's
+            // copy (published before it was logged) is pending, so a restart publishes it.
+            let logged: Vec<_> = log
+                .iter()
+                .map(|r| r.unwrap().1.subject)
+                .filter(|s| s != "reserved")
+                .collect();
+            assert_eq!(logged, subjects(log.pending().unwrap()), "after {n} writes");
+            // The task's index is the start of its entries: never its last event without
+            // every entry before it, which a redelivery would replay as the whole task.
+            let indexed = subjects(log.task_entries(task).unwrap());
+            assert_eq!(indexed, in_order[..indexed.len()], "after {n} writes");
+            if !indexed.is_empty() {
+                assert_eq!(log.load_ledger().unwrap().0, [("0111".to_string(), range)]);
+            }
+        }
+        assert_eq!(
+            subjects(log_of(&writes).1.task_entries(task).unwrap()),
+            in_order
+        );
+
+        // The snapshot: a position moved forward only with every range saved with it.
+        let before = ledger_writes(&[], Some(3));
+        let ranges = [
+            ("0111".to_string(), range),
+            (
+                "A_b".to_string(),
+                StoredRange {
+                    first: 1,
+                    last: 2,
+                    task: Uuid::new_v4(),
+                    seq: 7,
+                },
+            ),
+        ];
+        let save = ledger_writes(&ranges, Some(7));
+        for n in 0..=save.len() {
+            let writes: Vec<_> = before.iter().chain(&save[..n]).cloned().collect();
+            let (saved, seq) = log_of(&writes).1.load_ledger().unwrap();
+            assert!(
+                seq == 3 || saved == ranges,
+                "after {n} writes: {seq} {saved:?}"
+            );
+        }
+        assert_eq!(log_of(&save).1.load_ledger().unwrap(), (ranges.to_vec(), 7));
     }
 
     #[tokio::test]
