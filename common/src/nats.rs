@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage, stream};
-use async_nats::{Client, HeaderMap};
+use async_nats::{header, Client, HeaderMap};
 use bytes::Bytes;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -212,11 +212,14 @@ pub async fn ensure_stream(
     }
 }
 
+/// Parsed once, not on every publish.
+const CONTENT_TYPE_HEADER: header::HeaderName = header::HeaderName::from_static("Content-Type");
+
 /// The headers every event carries: dedup id, content type and the current trace context.
 pub fn event_headers(event_id: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    headers.insert("Nats-Msg-Id", event_id);
-    headers.insert("Content-Type", CONTENT_TYPE);
+    headers.insert(header::NATS_MESSAGE_ID, event_id);
+    headers.insert(CONTENT_TYPE_HEADER, CONTENT_TYPE);
     crate::telemetry::inject_current(&mut headers);
     headers
 }
