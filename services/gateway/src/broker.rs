@@ -122,8 +122,13 @@ pub struct Accepted {
 }
 
 pub trait Broker: Send + Sync + 'static {
-    /// Publishes a request event and waits for JetStream's acknowledgement.
-    fn publish(&self, event: &Event) -> BoxFuture<'_, Result<Accepted, BrokerError>>;
+    /// Publishes a request event to `subject` (its [`Event::nats_subject`]) and waits for
+    /// JetStream's acknowledgement.
+    fn publish(
+        &self,
+        subject: String,
+        event: Event,
+    ) -> BoxFuture<'_, Result<Accepted, BrokerError>>;
     fn connected(&self) -> bool;
     /// Last sequence of the stream.
     fn last_sequence(&self) -> BoxFuture<'_, Result<u64, BrokerError>>;
@@ -148,12 +153,13 @@ fn other(e: impl std::fmt::Display) -> BrokerError {
 }
 
 impl Broker for NatsBroker {
-    fn publish(&self, event: &Event) -> BoxFuture<'_, Result<Accepted, BrokerError>> {
-        let subject = event.nats_subject();
+    fn publish(
+        &self,
+        subject: String,
+        event: Event,
+    ) -> BoxFuture<'_, Result<Accepted, BrokerError>> {
         // The CloudEvent carries the same trace context as the NATS headers.
-        let event = event
-            .clone()
-            .with_traceparent(common::telemetry::current_traceparent());
+        let event = event.with_traceparent(common::telemetry::current_traceparent());
         let publish = common::nats::event_publish(&event.id, event.to_json().into(), None);
         Box::pin(async move {
             if !self.connected() {

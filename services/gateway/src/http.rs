@@ -1,7 +1,7 @@
 //! The router and what wraps every request: the HTTP span (with the caller's trace context),
 //! request metrics, the bearer-token check on writes.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -10,6 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use metrics::{Label, SharedString};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -145,11 +146,11 @@ impl Extractor for HttpExtractor<'_> {
 
 /// The server span of each request (OpenTelemetry HTTP conventions) and its metrics.
 async fn observe(req: Request, next: Next) -> Response {
-    let route = req
+    // Shared, not copied, by the span and both metrics' labels.
+    let route: Arc<str> = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+        .map_or_else(|| Arc::from("unmatched"), |p| Arc::from(p.as_str()));
     let method = req.method().clone();
     let span = tracing::info_span!(
         "http request",
@@ -165,15 +166,28 @@ async fn observe(req: Request, next: Next) -> Response {
     let _ = span.set_parent(parent);
     let started = Instant::now();
     let response = next.run(req).instrument(span.clone()).await;
-    let status = response.status().as_u16();
-    span.record("http.response.status_code", status);
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
     let labels = [
-        ("route", route),
-        ("method", method.to_string()),
-        ("status", status.to_string()),
+        Label::new("route", SharedString::from_shared(route)),
+        Label::new("method", method_label(&method)),
+        Label::new(
+            "status",
+            SharedString::from_shared(Arc::from(status.as_str())),
+        ),
     ];
-    metrics::counter!("sn_http_requests_total", &labels).increment(1);
-    metrics::histogram!("sn_http_request_duration_seconds", &labels[..2])
+    metrics::counter!("sn_http_requests_total", labels.iter()).increment(1);
+    metrics::histogram!("sn_http_request_duration_seconds", labels[..2].iter())
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The method as a label value, without a copy for the methods the API has.
+fn method_label(method: &Method) -> SharedString {
+    match method.as_str() {
+        "GET" => SharedString::const_str("GET"),
+        "POST" => SharedString::const_str("POST"),
+        "HEAD" => SharedString::const_str("HEAD"),
+        other => SharedString::from_owned(other.to_owned()),
+    }
 }

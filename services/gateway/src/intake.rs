@@ -46,28 +46,33 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
 }
 
 /// Publishes `event` and waits for the stream's acknowledgement.
-pub async fn submit(state: &AppState, event: &Event) -> Result<Accepted, ApiError> {
+pub async fn submit(state: &AppState, event: Event) -> Result<Accepted, ApiError> {
     if !state.broker.connected() {
         return Err(ApiError::Unavailable);
     }
+    let subject = event.nats_subject();
     let _span = tracing::info_span!(
         "publish",
-        otel.name = format!("send {}", event.nats_subject()),
+        otel.name = format!("send {subject}"),
         otel.kind = "producer",
         messaging.system = "nats",
         messaging.operation.type = "send",
-        messaging.destination.name = %event.nats_subject(),
+        messaging.destination.name = %subject,
         messaging.message.id = %event.id,
         task_id = %event.task_id(),
     );
     let accepted = async {
-        state.broker.publish(event).await.map_err(|e| match e {
-            BrokerError::Disconnected => ApiError::Unavailable,
-            BrokerError::Other(m) => {
-                tracing::warn!(error = %m, "publish not acknowledged");
-                ApiError::Unconfirmed
-            }
-        })
+        state
+            .broker
+            .publish(subject, event)
+            .await
+            .map_err(|e| match e {
+                BrokerError::Disconnected => ApiError::Unavailable,
+                BrokerError::Other(m) => {
+                    tracing::warn!(error = %m, "publish not acknowledged");
+                    ApiError::Unconfirmed
+                }
+            })
     };
     tracing::Instrument::instrument(accepted, _span.clone()).await
 }

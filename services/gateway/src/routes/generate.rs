@@ -122,7 +122,7 @@ pub async fn generate(
             idempotency_key: key.clone(),
         }),
     );
-    let accepted = intake::submit(&state, &event).await?;
+    let accepted = intake::submit(&state, event).await?;
     if accepted.duplicate {
         // Another gateway (or an earlier try) sent this key inside the duplicate window: the
         // stored request decides whether this body is the same.
