@@ -146,7 +146,7 @@ impl Extractor for HttpExtractor<'_> {
 
 /// The server span of each request (OpenTelemetry HTTP conventions) and its metrics.
 async fn observe(req: Request, next: Next) -> Response {
-    // Shared, not copied, by the span and both metrics' labels.
+    // Built once, then shared by the span and both metrics' labels.
     let route: Arc<str> = req
         .extensions()
         .get::<MatchedPath>()

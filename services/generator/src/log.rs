@@ -343,14 +343,16 @@ impl EventLog {
 
     /// The writes of [`EventLog::append_with`], in the order they are made, so that a crash
     /// after any of them leaves a log a restart handles:
-    /// - each entry's pending marker before the entry (an entry is never logged without
-    ///   being published some day; a marker without its entry is skipped by
-    ///   [`EventLog::pending`]), and its task index after it;
+    /// - each entry's keys before the entry itself: its pending marker (an entry is never
+    ///   logged without being published some day) and its task index (a task's entries are
+    ///   all found when it is redelivered), so a logged entry has both; a marker or an index
+    ///   without its entry is skipped by [`EventLog::pending`] and
+    ///   [`EventLog::task_entries`];
     /// - entries in sequence order, so a task's index never shows its last event (which
     ///   makes a redelivery replay the task instead of running it) without every entry
     ///   before it;
-    /// - the reservation's copy and range first: both already true in the stream, and
-    ///   saved again by the follower's snapshot if lost.
+    /// - the reservation's range and copy first: both already true in the stream, and the
+    ///   range saved again by the follower's snapshot if lost.
     fn append_writes(
         &self,
         task: Uuid,
@@ -362,12 +364,12 @@ impl EventLog {
         let mut writes = Vec::with_capacity(3 * (entries.len() + 1));
         if let Some(g) = granted {
             let seq = self.db.generate_id().map_err(io("number an entry of"))?;
-            writes.push((key(EVENT, seq)[..].into(), g.entry.encode().into()));
             if let Some((model, range)) = &g.range {
                 let (k, v) = ledger_kv(model, range);
                 writes.push((k.into(), v[..].into()));
             }
             writes.push((task_key(task, seq)[..].into(), empty()));
+            writes.push((key(EVENT, seq)[..].into(), g.entry.encode().into()));
         }
         let mut seqs = Vec::with_capacity(entries.len());
         for entry in entries {
@@ -375,8 +377,8 @@ impl EventLog {
             if pending {
                 writes.push((key(PENDING, seq)[..].into(), empty()));
             }
-            writes.push((key(EVENT, seq)[..].into(), entry.encode().into()));
             writes.push((task_key(task, seq)[..].into(), empty()));
+            writes.push((key(EVENT, seq)[..].into(), entry.encode().into()));
             seqs.push(seq);
         }
         Ok((writes, seqs))
@@ -755,9 +757,12 @@ mod tests {
                 .filter(|s| s != "reserved")
                 .collect();
             assert_eq!(logged, subjects(log.pending().unwrap()), "after {n} writes");
-            // The task's index is the start of its entries: never its last event without
-            // every entry before it, which a redelivery would replay as the whole task.
+            // Every logged entry is in the task's index (a redelivery finds it), and the
+            // index is the start of the task's entries: never its last event without every
+            // entry before it, which a redelivery would replay as the whole task.
             let indexed = subjects(log.task_entries(task).unwrap());
+            let all: Vec<_> = log.iter().map(|r| r.unwrap().1.subject).collect();
+            assert_eq!(indexed, all, "after {n} writes");
             assert_eq!(indexed, in_order[..indexed.len()], "after {n} writes");
             if !indexed.is_empty() {
                 assert_eq!(log.load_ledger().unwrap().0, [("0111".to_string(), range)]);
