@@ -717,6 +717,16 @@ mod tests {
         assert_eq!(ranges, [("0111".to_string(), r), ("A_b".to_string(), s)]);
     }
 
+    /// Numbers 1 to 10 reserved for `task` at stream sequence 5.
+    fn first_ten(task: Uuid) -> StoredRange {
+        StoredRange {
+            first: 1,
+            last: 10,
+            task,
+            seq: 5,
+        }
+    }
+
     /// A log holding just these writes: what a crash right after them leaves behind, as sled
     /// recovers a prefix of its writes.
     fn log_of(writes: &[(sled::IVec, sled::IVec)]) -> (tempfile::TempDir, EventLog) {
@@ -731,12 +741,7 @@ mod tests {
     #[tokio::test]
     async fn every_prefix_of_an_append_is_a_log_a_restart_handles() {
         let task = Uuid::new_v4();
-        let range = StoredRange {
-            first: 1,
-            last: 10,
-            task,
-            seq: 5,
-        };
+        let range = first_ten(task);
         let granted = Granted {
             entry: entry("reserved"),
             range: Some(("0111".into(), range)),
@@ -803,12 +808,7 @@ mod tests {
     async fn a_granted_reservation_is_logged_before_the_entries_it_comes_with() {
         let dir = tempfile::tempdir().unwrap();
         let task = Uuid::new_v4();
-        let range = StoredRange {
-            first: 1,
-            last: 10,
-            task,
-            seq: 5,
-        };
+        let range = first_ten(task);
         {
             let log = EventLog::open(dir.path()).unwrap();
             let granted = Granted {
