@@ -20,9 +20,12 @@ use crate::Shared;
 
 pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut delay = Duration::from_millis(100);
+    // Kept across restarts of the follow: a save that failed is tried again with the next
+    // one, so the snapshot's position never moves past a range it lacks.
+    let mut unsaved = Unsaved::default();
     while !cancel.is_cancelled() {
         let from = *shared.ledger_pos.borrow();
-        match follow(&shared, &cancel).await {
+        match follow(&shared, &cancel, &mut unsaved).await {
             Ok(()) => return,
             Err(e) => {
                 if *shared.ledger_pos.borrow() > from {
@@ -63,7 +66,7 @@ impl Unsaved {
     }
 
     /// Saves the ranges, then the position, so the snapshot never moves past a range it
-    /// lacks.
+    /// lacks. Keeps them all if the save fails.
     fn save(&mut self, shared: &Shared) -> Result<(), crate::log::LogError> {
         if let Some(seq) = self.seq {
             shared.log.save_ledger(&self.ranges, Some(seq))?;
@@ -74,9 +77,12 @@ impl Unsaved {
     }
 }
 
-async fn follow(shared: &Shared, cancel: &CancellationToken) -> anyhow::Result<()> {
-    let mut unsaved = Unsaved::default();
-    let followed = follow_saving(shared, cancel, &mut unsaved).await;
+async fn follow(
+    shared: &Shared,
+    cancel: &CancellationToken,
+    unsaved: &mut Unsaved,
+) -> anyhow::Result<()> {
+    let followed = follow_saving(shared, cancel, unsaved).await;
     // Whatever ended the follow, what it folded is kept.
     unsaved.save(shared)?;
     followed
