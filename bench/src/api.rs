@@ -8,6 +8,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
 use futures::StreamExt;
+use http_body_util::{BodyExt as _, Full};
+use hyper::client::conn::http1;
+use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 
 /// How long one long-poll read may wait on the server (`?wait=`).
@@ -55,6 +60,11 @@ impl Api {
             early_answers: AtomicU64::new(0),
             reads: AtomicU64::new(0),
         })
+    }
+
+    /// The gateway's address, e.g. `http://127.0.0.1:8080`.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -191,6 +201,58 @@ impl Api {
             .text()
             .await?;
         Ok(parse_task_counts(&text))
+    }
+}
+
+/// One HTTP/1.1 keep-alive connection without a pool, URL parsing or timer per request, driven
+/// by the task that sends on it: part a's clients, so that the load tool's own CPU stays small
+/// beside the services it shares the cores with.
+pub struct Connection {
+    send: http1::SendRequest<Full<Bytes>>,
+    host: HeaderValue,
+}
+
+impl Connection {
+    /// Connects to `base` (`http://host:port`). The returned future drives the connection;
+    /// poll it beside the requests (it never completes: once the connection is gone, every
+    /// request fails).
+    pub async fn open(
+        base: &str,
+    ) -> anyhow::Result<(Connection, impl std::future::Future<Output = ()>)> {
+        let uri: Uri = base
+            .parse()
+            .with_context(|| format!("gateway address {base}"))?;
+        let authority = uri
+            .authority()
+            .with_context(|| format!("no host:port in {base}"))?
+            .clone();
+        let tcp = tokio::net::TcpStream::connect(authority.as_str()).await?;
+        tcp.set_nodelay(true)?;
+        let (send, conn) = http1::handshake(TokioIo::new(tcp)).await?;
+        let driver = async move {
+            conn.await.ok();
+            std::future::pending::<()>().await
+        };
+        let host = HeaderValue::from_str(authority.as_str())?;
+        Ok((Connection { send, host }, driver))
+    }
+
+    /// POSTs a prepared JSON body to `path` and reads the answer whole; its status.
+    pub async fn post(&mut self, path: &Uri, body: Bytes) -> anyhow::Result<StatusCode> {
+        self.send.ready().await?;
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(path.clone())
+            .header(HOST, self.host.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(Full::new(body))?;
+        let response = self.send.send_request(request).await?;
+        let status = response.status();
+        let mut body = response.into_body();
+        while let Some(frame) = body.frame().await {
+            frame?;
+        }
+        Ok(status)
     }
 }
 

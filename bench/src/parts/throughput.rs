@@ -3,10 +3,16 @@
 //! warm-up. Every POST asks for one serial of a model new to this run, from the next free
 //! number: the smallest task, so the figure is the gateway's intake (check, publish, wait for
 //! JetStream's ack), while the generator works the same requests off on the same cores.
+//!
+//! The clients are plain hyper connections (no pool, no per-request URL or timer): the
+//! figure is the services', so the tool leaves them as much of the shared cores as it can.
 
 use std::time::{Duration, Instant};
 
-use crate::api::{fresh_model, Api};
+use bytes::Bytes;
+use hyper::{StatusCode, Uri};
+
+use crate::api::{fresh_model, Api, Connection};
 use crate::config::Config;
 use crate::figures::{Budget, Figure};
 use crate::parts::Target;
@@ -14,6 +20,8 @@ use crate::rss::Watch;
 use crate::stats::{percentile, sorted};
 
 const WARM_UP: Duration = Duration::from_secs(1);
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+const RECONNECT_GAP: Duration = Duration::from_millis(10);
 
 #[derive(Default)]
 struct Worker {
@@ -29,29 +37,19 @@ pub async fn run(target: &Target, config: &Config) -> anyhow::Result<Vec<Figure>
     let start = Instant::now();
     let (from, until) = (start + WARM_UP, start + WARM_UP + measured);
 
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..config.concurrency.max(1) {
-        let (api, body) = (target.api.clone(), body.clone());
-        workers.spawn(async move {
-            let mut w = Worker::default();
-            loop {
-                let sent = Instant::now();
-                if sent >= until {
-                    break;
-                }
-                let result = api.post_status(body.clone()).await;
-                if sent < from {
-                    continue;
-                }
-                match result {
-                    Ok(true) => w.latencies_ms.push(sent.elapsed().as_secs_f64() * 1e3),
-                    Ok(false) => w.rejected += 1,
-                    Err(_) => w.errors += 1,
-                }
-            }
-            w
-        });
-    }
+    // The clients share one thread and its own runtime: no work stealing or wake-ups
+    // across threads for them, and at most one core.
+    let (base, clients) = (target.api.base().to_owned(), config.concurrency.max(1));
+    let (done, all) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("part-a-clients".into())
+        .spawn(move || {
+            let all = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|rt| rt.block_on(clients_all(clients, base, body, from, until)));
+            done.send(all).ok();
+        })?;
 
     // What the rest of the stack did during the measured window.
     tokio::time::sleep_until(from.into()).await;
@@ -61,13 +59,7 @@ pub async fn run(target: &Target, config: &Config) -> anyhow::Result<Vec<Figure>
     let usage = watch.finish();
     let done_after = finished(target).await;
 
-    let mut all = Worker::default();
-    while let Some(w) = workers.join_next().await {
-        let w = w?;
-        all.latencies_ms.extend(w.latencies_ms);
-        all.rejected += w.rejected;
-        all.errors += w.errors;
-    }
+    let all = all.await??;
     let secs = measured.as_secs_f64();
     let accepted = all.latencies_ms.len() as f64;
     let lat = sorted(all.latencies_ms);
@@ -124,6 +116,70 @@ pub async fn run(target: &Target, config: &Config) -> anyhow::Result<Vec<Figure>
         ));
     }
     Ok(figures)
+}
+
+/// `n` clients at once, their counts summed.
+async fn clients_all(n: usize, base: String, body: Bytes, from: Instant, until: Instant) -> Worker {
+    let mut posting = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        posting.spawn(client(base.clone(), body.clone(), from, until));
+    }
+    let mut all = Worker::default();
+    while let Some(w) = posting.join_next().await {
+        let Ok(w) = w else {
+            all.errors += 1;
+            continue;
+        };
+        all.latencies_ms.extend(w.latencies_ms);
+        all.rejected += w.rejected;
+        all.errors += w.errors;
+    }
+    all
+}
+
+/// One client: POSTs back to back on its own connection until `until`, counting from `from`.
+/// A POST without an answer counts as an error and the client connects again.
+async fn client(base: String, body: Bytes, from: Instant, until: Instant) -> Worker {
+    let path = Uri::from_static("/generate_sn");
+    let mut w = Worker::default();
+    while Instant::now() < until {
+        let (mut conn, driver) = match Connection::open(&base).await {
+            Ok(opened) => opened,
+            Err(_) => {
+                w.errors += 1;
+                tokio::time::sleep(RECONNECT_GAP).await;
+                continue;
+            }
+        };
+        let posts = async {
+            loop {
+                let sent = Instant::now();
+                if sent >= until {
+                    return;
+                }
+                let result = conn.post(&path, body.clone()).await;
+                let counted = sent >= from;
+                match result {
+                    Ok(StatusCode::ACCEPTED) if counted => {
+                        w.latencies_ms.push(sent.elapsed().as_secs_f64() * 1e3)
+                    }
+                    Ok(_) if counted => w.rejected += 1,
+                    Ok(_) => {}
+                    Err(_) => {
+                        w.errors += u64::from(counted);
+                        return;
+                    }
+                }
+            }
+        };
+        // A gateway that stops answering ends the client a while after the window.
+        let posts = tokio::time::timeout_at((until + ANSWER_TIMEOUT).into(), posts);
+        tokio::select! {
+            r = posts => if r.is_err() { w.errors += 1 },
+            () = driver => {}
+        }
+    }
+    w
 }
 
 /// Tasks the gateway shows as finished (SUCCESS or FAILURE), if it tells.
