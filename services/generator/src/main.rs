@@ -1,4 +1,9 @@
 use clap::Parser;
+
+/// jemalloc, configured at build time in `.cargo/config.toml` (BENCHMARKS.md, "Allocator").
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use generator::config::{Cli, Command};
 
 #[tokio::main]
