@@ -146,7 +146,7 @@ async fn client(base: String, body: Bytes, from: Instant, until: Instant) -> Wor
         let (mut conn, driver) = match Connection::open(&base).await {
             Ok(opened) => opened,
             Err(_) => {
-                w.errors += 1;
+                w.errors += u64::from(Instant::now() >= from);
                 tokio::time::sleep(RECONNECT_GAP).await;
                 continue;
             }
@@ -203,5 +203,97 @@ pub async fn drain(target: &Target, timeout: Duration) -> anyhow::Result<Duratio
             anyhow::bail!("{open} tasks still open after {timeout:?}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use axum::http::{header, HeaderMap};
+    use axum::routing::post;
+
+    use super::*;
+
+    const BODY: &[u8] = br#"{"code_model":"Ab12","count":1}"#;
+
+    /// A stand-in gateway on a free port: answers `status` to every POST that arrives as the
+    /// real one expects it (JSON, the right Host, the body unchanged), 400 to any other;
+    /// counts the POSTs.
+    async fn stand_in(status: StatusCode) -> (String, Arc<AtomicU64>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(AtomicU64::new(0));
+        let (count, host) = (seen.clone(), addr.clone());
+        let app = axum::Router::new().route(
+            "/generate_sn",
+            post(move |headers: HeaderMap, body: Bytes| async move {
+                count.fetch_add(1, Ordering::Relaxed);
+                let json = headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes())
+                    == Some(b"application/json".as_slice());
+                let to_us =
+                    headers.get(header::HOST).map(|v| v.as_bytes()) == Some(host.as_bytes());
+                match json && to_us && body.as_ref() == BODY {
+                    true => (status, "{}"),
+                    false => (StatusCode::BAD_REQUEST, "{}"),
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (format!("http://{addr}"), seen)
+    }
+
+    /// A client's window: 300 ms of warm-up, then 300 ms counted.
+    fn window() -> (Instant, Instant) {
+        let start = Instant::now();
+        (
+            start + Duration::from_millis(300),
+            start + Duration::from_millis(600),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_client_counts_the_202s_answered_after_its_warm_up() {
+        let (base, seen) = stand_in(StatusCode::ACCEPTED).await;
+        let (from, until) = window();
+        let w = client(base, Bytes::from_static(BODY), from, until).await;
+        assert!(!w.latencies_ms.is_empty());
+        assert_eq!((w.rejected, w.errors), (0, 0));
+        // The warm-up's POSTs were answered too, and not counted.
+        let counted = w.latencies_ms.len() as u64;
+        assert!(seen.load(Ordering::Relaxed) > counted, "{counted} counted");
+        assert!(Instant::now() >= until);
+    }
+
+    #[tokio::test]
+    async fn other_answers_count_as_not_accepted() {
+        let (base, _) = stand_in(StatusCode::SERVICE_UNAVAILABLE).await;
+        let (from, until) = window();
+        let w = client(base, Bytes::from_static(BODY), from, until).await;
+        assert!(w.latencies_ms.is_empty());
+        assert!(w.rejected > 0);
+        assert_eq!(w.errors, 0);
+    }
+
+    #[tokio::test]
+    async fn a_gateway_that_is_not_there_gives_errors_and_the_client_still_ends() {
+        // A port that was free a moment ago: nothing listens on it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (from, until) = window();
+        let w = client(
+            format!("http://127.0.0.1:{port}"),
+            Bytes::from_static(BODY),
+            from,
+            until,
+        )
+        .await;
+        assert!(w.latencies_ms.is_empty());
+        assert_eq!(w.rejected, 0);
+        assert!(w.errors > 0);
     }
 }
