@@ -76,22 +76,6 @@ impl Api {
         Bytes::from(serde_json::json!({"code_model": model, "count": count}).to_string())
     }
 
-    /// POSTs a prepared body; `Ok(true)` for 202, `Ok(false)` for any other status. The
-    /// answer is read whole so the connection goes back to the pool.
-    pub async fn post_status(&self, body: Bytes) -> anyhow::Result<bool> {
-        let r = self
-            .http
-            .post(self.url("/generate_sn"))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await?;
-        let accepted = r.status() == reqwest::StatusCode::ACCEPTED;
-        r.bytes().await?;
-        Ok(accepted)
-    }
-
     /// POSTs a prepared body and returns the new task's id.
     pub async fn post(&self, body: Bytes) -> anyhow::Result<String> {
         let r = self
@@ -204,6 +188,53 @@ impl Api {
     }
 }
 
+/// Where part a's clients connect: the gateway's socket address, resolved once, and the
+/// `Host` header its requests carry.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub(crate) addr: std::net::SocketAddr,
+    host: HeaderValue,
+}
+
+impl Endpoint {
+    /// `http://host[:port]` (port 80 when left out); no TLS, no path.
+    pub async fn resolve(base: &str) -> anyhow::Result<Endpoint> {
+        let uri: Uri = base
+            .parse()
+            .with_context(|| format!("gateway address {base}"))?;
+        if uri.scheme_str() != Some("http") {
+            bail!("gateway address {base}: part a speaks plain http:// only");
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            bail!("gateway address {base}: no path or query, the API is at the root");
+        }
+        let authority = uri
+            .authority()
+            .with_context(|| format!("no host in {base}"))?;
+        let port = authority.port_u16().unwrap_or(80);
+        let addr = tokio::net::lookup_host((authority.host(), port))
+            .await
+            .with_context(|| format!("cannot resolve {base}"))?
+            .next()
+            .with_context(|| format!("{base} resolves to no address"))?;
+        Ok(Endpoint {
+            addr,
+            host: HeaderValue::from_str(authority.as_str())?,
+        })
+    }
+}
+
+/// How a POST on a [`Connection`] went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    /// The connection was closed before the request went out (e.g. the server closed it
+    /// after its last answer): nothing was asked, open another.
+    #[error("connection closed before the request was sent")]
+    NotSent,
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
 /// One HTTP/1.1 keep-alive connection without a pool, URL parsing or timer per request, driven
 /// by the task that sends on it: part a's clients, so that the load tool's own CPU stays small
 /// beside the services it shares the cores with.
@@ -213,44 +244,51 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `base` (`http://host:port`). The returned future drives the connection;
-    /// poll it beside the requests (it never completes: once the connection is gone, every
-    /// request fails).
+    /// How long a connect may take.
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Connects to `to`. The returned future drives the connection; poll it beside the
+    /// requests (it never completes: once the connection is gone, every request fails).
     pub async fn open(
-        base: &str,
+        to: &Endpoint,
     ) -> anyhow::Result<(Connection, impl std::future::Future<Output = ()>)> {
-        let uri: Uri = base
-            .parse()
-            .with_context(|| format!("gateway address {base}"))?;
-        let authority = uri
-            .authority()
-            .with_context(|| format!("no host:port in {base}"))?
-            .clone();
-        let tcp = tokio::net::TcpStream::connect(authority.as_str()).await?;
+        let tcp = tokio::time::timeout(
+            Self::CONNECT_TIMEOUT,
+            tokio::net::TcpStream::connect(to.addr),
+        )
+        .await
+        .with_context(|| format!("no connection to {} in time", to.addr))??;
         tcp.set_nodelay(true)?;
         let (send, conn) = http1::handshake(TokioIo::new(tcp)).await?;
         let driver = async move {
             conn.await.ok();
             std::future::pending::<()>().await
         };
-        let host = HeaderValue::from_str(authority.as_str())?;
+        let host = to.host.clone();
         Ok((Connection { send, host }, driver))
     }
 
     /// POSTs a prepared JSON body to `path` and reads the answer whole; its status.
-    pub async fn post(&mut self, path: &Uri, body: Bytes) -> anyhow::Result<StatusCode> {
-        self.send.ready().await?;
+    pub async fn post(&mut self, path: &Uri, body: Bytes) -> Result<StatusCode, PostError> {
+        if self.send.ready().await.is_err() {
+            return Err(PostError::NotSent);
+        }
         let request = Request::builder()
             .method(Method::POST)
             .uri(path.clone())
             .header(HOST, self.host.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(Full::new(body))?;
-        let response = self.send.send_request(request).await?;
+            .body(Full::new(body))
+            .map_err(anyhow::Error::from)?;
+        let response = match self.send.send_request(request).await {
+            Ok(r) => r,
+            Err(e) if e.is_canceled() => return Err(PostError::NotSent),
+            Err(e) => return Err(PostError::Failed(e.into())),
+        };
         let status = response.status();
         let mut body = response.into_body();
         while let Some(frame) = body.frame().await {
-            frame?;
+            frame.map_err(anyhow::Error::from)?;
         }
         Ok(status)
     }

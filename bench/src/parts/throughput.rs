@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hyper::{StatusCode, Uri};
 
-use crate::api::{fresh_model, Api, Connection};
+use crate::api::{fresh_model, Api, Connection, Endpoint, PostError};
 use crate::config::Config;
 use crate::figures::{Budget, Figure};
 use crate::parts::Target;
@@ -34,12 +34,13 @@ pub async fn run(target: &Target, config: &Config) -> anyhow::Result<Vec<Figure>
     let model = fresh_model();
     let body = Api::body(&model, 1);
     let measured = Duration::from_secs(config.duration.max(1));
+    let to = Endpoint::resolve(target.api.base()).await?;
     let start = Instant::now();
     let (from, until) = (start + WARM_UP, start + WARM_UP + measured);
 
     // The clients share one thread and its own runtime: no work stealing or wake-ups
     // across threads for them, and at most one core.
-    let (base, clients) = (target.api.base().to_owned(), config.concurrency.max(1));
+    let clients = config.concurrency.max(1);
     let (done, all) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("part-a-clients".into())
@@ -47,7 +48,7 @@ pub async fn run(target: &Target, config: &Config) -> anyhow::Result<Vec<Figure>
             let all = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map(|rt| rt.block_on(clients_all(clients, base, body, from, until)));
+                .map(|rt| rt.block_on(clients_all(clients, to, body, from, until)));
             done.send(all).ok();
         })?;
 
@@ -94,7 +95,7 @@ pub async fn run(target: &Target, config: &Config) -> anyhow::Result<Vec<Figure>
         ),
         Figure::new(
             "a.errors",
-            "a. POSTs without an answer",
+            "a. POSTs or connects that failed",
             "count",
             all.errors as f64,
         ),
@@ -119,10 +120,10 @@ pub async fn run(target: &Target, config: &Config) -> anyhow::Result<Vec<Figure>
 }
 
 /// `n` clients at once, their counts summed.
-async fn clients_all(n: usize, base: String, body: Bytes, from: Instant, until: Instant) -> Worker {
+async fn clients_all(n: usize, to: Endpoint, body: Bytes, from: Instant, until: Instant) -> Worker {
     let mut posting = tokio::task::JoinSet::new();
     for _ in 0..n {
-        posting.spawn(client(base.clone(), body.clone(), from, until));
+        posting.spawn(client(to.clone(), body.clone(), from, until));
     }
     let mut all = Worker::default();
     while let Some(w) = posting.join_next().await {
@@ -137,13 +138,24 @@ async fn clients_all(n: usize, base: String, body: Bytes, from: Instant, until: 
     all
 }
 
+/// How a connection's POSTs ended.
+enum Ended {
+    /// The window is over.
+    Done,
+    /// The server closed the connection between two POSTs: open another at once.
+    Closed,
+    /// A POST failed or got no answer in time: open another after a pause.
+    Failed,
+}
+
 /// One client: POSTs back to back on its own connection until `until`, counting from `from`.
-/// A POST without an answer counts as an error and the client connects again.
-async fn client(base: String, body: Bytes, from: Instant, until: Instant) -> Worker {
+/// A POST that fails or gets no answer counts as an error, and the client connects again
+/// after a pause; a connection the server closed between two POSTs is replaced at once.
+async fn client(to: Endpoint, body: Bytes, from: Instant, until: Instant) -> Worker {
     let path = Uri::from_static("/generate_sn");
     let mut w = Worker::default();
     while Instant::now() < until {
-        let (mut conn, driver) = match Connection::open(&base).await {
+        let (mut conn, driver) = match Connection::open(&to).await {
             Ok(opened) => opened,
             Err(_) => {
                 w.errors += u64::from(Instant::now() >= from);
@@ -155,7 +167,7 @@ async fn client(base: String, body: Bytes, from: Instant, until: Instant) -> Wor
             loop {
                 let sent = Instant::now();
                 if sent >= until {
-                    return;
+                    return Ended::Done;
                 }
                 let result = conn.post(&path, body.clone()).await;
                 let counted = sent >= from;
@@ -165,18 +177,26 @@ async fn client(base: String, body: Bytes, from: Instant, until: Instant) -> Wor
                     }
                     Ok(_) if counted => w.rejected += 1,
                     Ok(_) => {}
-                    Err(_) => {
+                    Err(PostError::NotSent) => return Ended::Closed,
+                    Err(PostError::Failed(_)) => {
                         w.errors += u64::from(counted);
-                        return;
+                        return Ended::Failed;
                     }
                 }
             }
         };
         // A gateway that stops answering ends the client a while after the window.
         let posts = tokio::time::timeout_at((until + ANSWER_TIMEOUT).into(), posts);
-        tokio::select! {
-            r = posts => if r.is_err() { w.errors += 1 },
-            () = driver => {}
+        let ended = tokio::select! {
+            r = posts => r.unwrap_or_else(|_| {
+                w.errors += 1;
+                Ended::Failed
+            }),
+            () = driver => Ended::Closed,
+        };
+        match ended {
+            Ended::Done | Ended::Closed => {}
+            Ended::Failed => tokio::time::sleep(RECONNECT_GAP).await,
         }
     }
     w
@@ -221,7 +241,7 @@ mod tests {
     /// A stand-in gateway on a free port: answers `status` to every POST that arrives as the
     /// real one expects it (JSON, the right Host, the body unchanged), 400 to any other;
     /// counts the POSTs.
-    async fn stand_in(status: StatusCode) -> (String, Arc<AtomicU64>) {
+    async fn stand_in(status: StatusCode, close: bool) -> (Endpoint, Arc<AtomicU64>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let seen = Arc::new(AtomicU64::new(0));
@@ -234,14 +254,17 @@ mod tests {
                     == Some(b"application/json".as_slice());
                 let to_us =
                     headers.get(header::HOST).map(|v| v.as_bytes()) == Some(host.as_bytes());
-                match json && to_us && body.as_ref() == BODY {
-                    true => (status, "{}"),
-                    false => (StatusCode::BAD_REQUEST, "{}"),
-                }
+                let status = match json && to_us && body.as_ref() == BODY {
+                    true => status,
+                    false => StatusCode::BAD_REQUEST,
+                };
+                let connection = if close { "close" } else { "keep-alive" };
+                (status, [(header::CONNECTION, connection)], "{}")
             }),
         );
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (format!("http://{addr}"), seen)
+        let to = Endpoint::resolve(&format!("http://{addr}")).await.unwrap();
+        (to, seen)
     }
 
     /// A client's window: 300 ms of warm-up, then 300 ms counted.
@@ -255,9 +278,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_counts_the_202s_answered_after_its_warm_up() {
-        let (base, seen) = stand_in(StatusCode::ACCEPTED).await;
+        let (to, seen) = stand_in(StatusCode::ACCEPTED, false).await;
         let (from, until) = window();
-        let w = client(base, Bytes::from_static(BODY), from, until).await;
+        let w = client(to, Bytes::from_static(BODY), from, until).await;
         assert!(!w.latencies_ms.is_empty());
         assert_eq!((w.rejected, w.errors), (0, 0));
         // The warm-up's POSTs were answered too, and not counted.
@@ -268,12 +291,36 @@ mod tests {
 
     #[tokio::test]
     async fn other_answers_count_as_not_accepted() {
-        let (base, _) = stand_in(StatusCode::SERVICE_UNAVAILABLE).await;
+        let (to, _) = stand_in(StatusCode::SERVICE_UNAVAILABLE, false).await;
         let (from, until) = window();
-        let w = client(base, Bytes::from_static(BODY), from, until).await;
+        let w = client(to, Bytes::from_static(BODY), from, until).await;
         assert!(w.latencies_ms.is_empty());
         assert!(w.rejected > 0);
         assert_eq!(w.errors, 0);
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_after_an_answer_is_replaced_without_an_error() {
+        let (to, _) = stand_in(StatusCode::ACCEPTED, true).await;
+        let (from, until) = window();
+        let w = client(to, Bytes::from_static(BODY), from, until).await;
+        assert!(w.latencies_ms.len() > 1);
+        assert_eq!((w.rejected, w.errors), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn only_plain_http_at_the_root_is_a_gateway_address() {
+        let to = Endpoint::resolve("http://127.0.0.1").await.unwrap();
+        assert_eq!(to.addr.port(), 80);
+        let to = Endpoint::resolve("http://127.0.0.1:8080/").await.unwrap();
+        assert_eq!(to.addr.port(), 8080);
+        for wrong in [
+            "https://127.0.0.1:8080",
+            "http://127.0.0.1:8080/api",
+            "127.0.0.1:8080",
+        ] {
+            assert!(Endpoint::resolve(wrong).await.is_err(), "{wrong}");
+        }
     }
 
     #[tokio::test]
@@ -285,13 +332,10 @@ mod tests {
             .unwrap()
             .port();
         let (from, until) = window();
-        let w = client(
-            format!("http://127.0.0.1:{port}"),
-            Bytes::from_static(BODY),
-            from,
-            until,
-        )
-        .await;
+        let to = Endpoint::resolve(&format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap();
+        let w = client(to, Bytes::from_static(BODY), from, until).await;
         assert!(w.latencies_ms.is_empty());
         assert_eq!(w.rejected, 0);
         assert!(w.errors > 0);

@@ -1,10 +1,11 @@
 use clap::Parser;
+use gateway::config::Config;
 
-/// jemalloc, configured at build time in `.cargo/config.toml` (BENCHMARKS.md, "Allocator").
+/// jemalloc, with the options built in by `.cargo/config.toml` (BENCHMARKS.md, "Changes
+/// since bce979d").
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-use gateway::config::Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
