@@ -143,11 +143,17 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 let Some(delivery) = held.take(req.task_id, msg) else {
                     continue;
                 };
+                // Kept alive from here until the run ends, the wait for the reservation turn
+                // included: behind a turn that is slow (a leader election, a reconnect), a
+                // request must not run out of deliveries while this replica holds it.
+                let ack_wait = Duration::from_secs(shared.work.ack_wait_secs.max(1));
+                let alive = KeepAlive::start(delivery.clone(), ack_wait);
                 let _ = taken.send(Taken {
                     req,
                     delivery,
                     permit,
                     held: held.clone(),
+                    alive,
                 });
             }
         }
@@ -172,6 +178,28 @@ struct Taken {
     delivery: Arc<Delivery>,
     permit: OwnedSemaphorePermit,
     held: Arc<Holdings>,
+    /// Lives until the request is answered (or handed back).
+    alive: KeepAlive,
+}
+
+/// Tells JetStream, while it lives, that a taken request is still being worked on
+/// ([`Delivery::keep_alive`]).
+struct KeepAlive(tokio::task::AbortHandle);
+
+impl KeepAlive {
+    fn start(delivery: Arc<Delivery>, ack_wait: Duration) -> KeepAlive {
+        let task = tokio::spawn(async move {
+            let never = delivery.keep_alive(ack_wait).await;
+            match never {}
+        });
+        KeepAlive(task.abort_handle())
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Gives each taken request, in the order taken, its reservation turn, and runs it. Ends
@@ -198,8 +226,9 @@ async fn dispatch(
                 delivery,
                 permit,
                 held,
+                alive,
             } = taken;
-            let run = AssertUnwindSafe(handle(&shared, req, &delivery, turn, &cancel));
+            let run = AssertUnwindSafe(handle(&shared, req, &delivery, alive, turn, &cancel));
             if run.catch_unwind().await.is_err() {
                 // A bug, not the request's fault as far as anyone knows: hand it back, so
                 // it is retried and, past its deliveries, ends in FAILURE.
@@ -278,10 +307,9 @@ impl Delivery {
     }
 
     /// Tells JetStream the request is still being worked on, a few times per ack wait, for
-    /// as long as the run holds it (a long task, a wait for the reservation turn, a retry).
-    /// The first word comes a third of the ack wait after the delivery (which started the
-    /// clock), or at once if the run starts later than that: most tasks end before, and
-    /// send none. A request waiting for its reservation turn gets none.
+    /// as long as this replica holds it (a wait for the reservation turn, a long task, a
+    /// retry). The first word comes a third of the ack wait after the first delivery here
+    /// (which started the clock): most tasks end before, and send none.
     async fn keep_alive(&self, ack_wait: Duration) -> std::convert::Infallible {
         let every = (ack_wait / 3).max(Duration::from_millis(100));
         let mut next = self.taken + every;
@@ -312,6 +340,7 @@ async fn handle(
     shared: &Shared,
     req: GenerateRequested,
     delivery: &Delivery,
+    alive: KeepAlive,
     turn: Turn,
     cancel: &CancellationToken,
 ) {
@@ -338,15 +367,14 @@ async fn handle(
     drop(msg);
     async {
         let started = Instant::now();
-        let ack_wait = Duration::from_secs(shared.work.ack_wait_secs.max(1));
         let running = Running::start(&shared.running);
-        let result = tokio::select! {
-            r = run_retrying(shared, &req, turn, delivered > 1, cancel) => r,
-            never = delivery.keep_alive(ack_wait) => match never {},
-        };
+        let result = run_retrying(shared, &req, turn, delivered > 1, cancel).await;
         // Its events are out (but for the failure of a last delivery, which `finish` may
         // still publish: a chained completion of another task then only goes out twice).
         drop(running);
+        // No word of progress after the answer: it would delay a handed-back request's
+        // redelivery.
+        drop(alive);
         let msg = delivery.current();
         let delivered = msg.info().map(|i| i.delivered).unwrap_or(delivered);
         finish(shared, &req, &msg, delivered, result).await;
