@@ -138,8 +138,8 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 // Ours from now on: restart its ack wait before it queues for the reservation
                 // turn.
                 let _ = msg.ack_with(AckKind::Progress).await;
-                // A redelivery of a request still running here (its ack wait ran out while NATS
-                // was unreachable) joins that run instead of starting a second one.
+                // A redelivery of a request still queued or running here (its ack wait ran out
+                // while NATS was unreachable) joins that run instead of starting a second one.
                 let Some(delivery) = held.take(req.task_id, msg) else {
                     continue;
                 };
@@ -178,13 +178,13 @@ struct Taken {
     delivery: Arc<Delivery>,
     permit: OwnedSemaphorePermit,
     held: Arc<Holdings>,
-    /// Lives until the request is answered (or handed back).
+    /// Stopped just before the request is handed back, or once it is answered.
     alive: KeepAlive,
 }
 
-/// Tells JetStream, while it lives, that a taken request is still being worked on
+/// Tells JetStream, until stopped, that a taken request is still being worked on
 /// ([`Delivery::keep_alive`]).
-struct KeepAlive(tokio::task::AbortHandle);
+struct KeepAlive(Option<tokio::task::JoinHandle<()>>);
 
 impl KeepAlive {
     fn start(delivery: Arc<Delivery>, ack_wait: Duration) -> KeepAlive {
@@ -192,13 +192,24 @@ impl KeepAlive {
             let never = delivery.keep_alive(ack_wait).await;
             match never {}
         });
-        KeepAlive(task.abort_handle())
+        KeepAlive(Some(task))
+    }
+
+    /// Once this returns, no word of progress goes out any more: one sent after a Nak with
+    /// a delay would restart the ack wait and hold back the request's redelivery.
+    async fn stop(mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+            let _ = task.await;
+        }
     }
 }
 
 impl Drop for KeepAlive {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
     }
 }
 
@@ -214,8 +225,15 @@ async fn dispatch(
         while tasks.try_join_next().is_some() {}
         if cancel.is_cancelled() {
             // Stopping: hand back what has not started, for another replica or the next start.
-            let _ = taken.delivery.current().ack_with(AckKind::Nak(None)).await;
-            taken.held.release(&taken.delivery);
+            let Taken {
+                delivery,
+                held,
+                alive,
+                ..
+            } = taken;
+            alive.stop().await;
+            held.release(&delivery);
+            let _ = delivery.current().ack_with(AckKind::Nak(None)).await;
             continue;
         }
         let turn = shared.reserve_turn.clone().lock_owned().await;
@@ -229,13 +247,16 @@ async fn dispatch(
                 alive,
             } = taken;
             let run = AssertUnwindSafe(handle(&shared, req, &delivery, alive, turn, &cancel));
-            if run.catch_unwind().await.is_err() {
+            let panicked = run.catch_unwind().await.is_err();
+            // Released before any hand-back, so that a redelivery arriving here at once is
+            // run rather than joined to this finished run.
+            held.release(&delivery);
+            if panicked {
                 // A bug, not the request's fault as far as anyone knows: hand it back, so
                 // it is retried and, past its deliveries, ends in FAILURE.
                 tracing::error!(task_id = %delivery.task, "task panicked; handing the request back");
                 let _ = delivery.current().ack_with(AckKind::Nak(None)).await;
             }
-            held.release(&delivery);
             drop(permit);
         });
     }
@@ -308,8 +329,8 @@ impl Delivery {
 
     /// Tells JetStream the request is still being worked on, a few times per ack wait, for
     /// as long as this replica holds it (a wait for the reservation turn, a long task, a
-    /// retry). The first word comes a third of the ack wait after the first delivery here
-    /// (which started the clock): most tasks end before, and send none.
+    /// retry). The pull loop says so once when it takes the request; the next word comes a
+    /// third of the ack wait after that, and most tasks end before.
     async fn keep_alive(&self, ack_wait: Duration) -> std::convert::Infallible {
         let every = (ack_wait / 3).max(Duration::from_millis(100));
         let mut next = self.taken + every;
@@ -372,12 +393,9 @@ async fn handle(
         // Its events are out (but for the failure of a last delivery, which `finish` may
         // still publish: a chained completion of another task then only goes out twice).
         drop(running);
-        // No word of progress after the answer: it would delay a handed-back request's
-        // redelivery.
-        drop(alive);
         let msg = delivery.current();
         let delivered = msg.info().map(|i| i.delivered).unwrap_or(delivered);
-        finish(shared, &req, &msg, delivered, result).await;
+        finish(shared, &req, &msg, delivered, result, alive).await;
         tracing::debug!(elapsed = ?started.elapsed(), "request handled");
     }
     .instrument(span)
@@ -438,19 +456,24 @@ async fn finish(
     msg: &Message,
     delivered: i64,
     result: Result<Outcome, TaskError>,
+    alive: KeepAlive,
 ) {
+    // The request stays alive until it is answered (recording the failure of a last
+    // delivery can take a while), and goes quiet before it is handed back.
     let state = match result {
         Ok(Outcome::Success) => "success",
         Ok(Outcome::Failure) => "failure",
         Ok(Outcome::Replayed) => "replayed",
         Err(TaskError::Stopped) => {
             tracing::info!(task_id = %req.task_id, "handing the request back at shutdown");
+            alive.stop().await;
             let _ = msg.ack_with(AckKind::Nak(None)).await;
             return;
         }
         Err(e) if delivered < shared.work.max_deliver => {
             tracing::warn!(task_id = %req.task_id, delivered, error = %e, "task failed, will retry");
             let backoff = Duration::from_millis(200 * delivered.max(1) as u64);
+            alive.stop().await;
             let _ = msg.ack_with(AckKind::Nak(Some(backoff))).await;
             return;
         }
@@ -467,5 +490,6 @@ async fn finish(
     if let Err(e) = msg.double_ack().await {
         tracing::warn!(task_id = %req.task_id, error = %e, "cannot ack the request; it will be replayed");
     }
+    alive.stop().await;
     metrics::counter!("sn_tasks_total", "state" => state).increment(1);
 }
