@@ -248,10 +248,13 @@ impl Connection {
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
     /// Connects to `to`. The returned future drives the connection; poll it beside the
-    /// requests (it never completes: once the connection is gone, every request fails).
+    /// requests. It never completes: once the connection is gone, every request fails.
     pub async fn open(
         to: &Endpoint,
-    ) -> anyhow::Result<(Connection, impl std::future::Future<Output = ()>)> {
+    ) -> anyhow::Result<(
+        Connection,
+        impl std::future::Future<Output = std::convert::Infallible>,
+    )> {
         let tcp = tokio::time::timeout(
             Self::CONNECT_TIMEOUT,
             tokio::net::TcpStream::connect(to.addr),
@@ -262,7 +265,7 @@ impl Connection {
         let (send, conn) = http1::handshake(TokioIo::new(tcp)).await?;
         let driver = async move {
             conn.await.ok();
-            std::future::pending::<()>().await
+            std::future::pending().await
         };
         let host = to.host.clone();
         Ok((Connection { send, host }, driver))

@@ -192,7 +192,7 @@ async fn client(to: Endpoint, body: Bytes, from: Instant, until: Instant) -> Wor
                 w.errors += 1;
                 Ended::Failed
             }),
-            () = driver => Ended::Closed,
+            never = driver => match never {},
         };
         match ended {
             Ended::Done | Ended::Closed => {}
