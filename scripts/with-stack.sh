@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${BIN_DIR:-target/debug}
+# The pinned nats-server from scripts/install-deps.sh, when it is there.
+export PATH="$PWD/.venv/bin:$PATH"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 tmp=$(mktemp -d)

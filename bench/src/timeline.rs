@@ -50,7 +50,7 @@ pub async fn of_model(nats_url: &str, model: &str) -> anyhow::Result<HashMap<Uui
             // The ledger subject names no task: its event does.
             Some(_) => common::Event::from_json_without_serials(&msg.payload)
                 .ok()
-                .map(|e| e.task_id()),
+                .and_then(|e| e.task_id()),
             None => None,
         };
         if let (Some(task), Some(p)) = (task, subjects::parse(&msg.subject)) {

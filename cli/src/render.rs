@@ -153,13 +153,12 @@ pub fn event(ev: &Event) -> String {
                 .number
                 .map_or_else(|| "the next free number".to_owned(), |n| n.to_string());
             format!(
-                "requested  {} serials from {from} (width {}, check digit {})",
-                d.count,
-                d.format.width,
-                check_digit(d.format.check_digit)
+                "requested  {} serials from {from} ({})",
+                d.count, d.format
             )
         }
         EventData::Reserved(d) => format!("reserved   {}..={}", d.first, d.last),
+        EventData::Declared(d) => format!("declared   {}", d.scheme),
         EventData::Generated(d) => format!(
             "generated  batch {}: {} serials from {}",
             d.batch, d.count, d.first_number
@@ -171,7 +170,8 @@ pub fn event(ev: &Event) -> String {
         EventData::Failed(d) => format!("failed     {}: {}", d.code, d.message),
     };
     // A failure message could hold a line break; the stream stays one event per line.
-    format!("{time}  {}  {}  {what}", ev.data.code_model(), ev.task_id()).replace(['\n', '\r'], " ")
+    let task = ev.task_id().map(|t| t.to_string()).unwrap_or_else(|| "-".into());
+    format!("{time}  {}  {task}  {what}", ev.data.code_model()).replace(['\n', '\r'], " ")
 }
 
 #[cfg(test)]
@@ -227,6 +227,8 @@ mod tests {
                 code_model: "0111".into(),
                 first: 1,
                 last: 10,
+                scheme: None,
+                automatic: true,
             }),
         );
         let line = event(&ev);

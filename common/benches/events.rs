@@ -37,7 +37,7 @@ fn small_events(task_id: Uuid) -> (Vec<u8>, Vec<u8>) {
             code_model: "0111".into(),
             number: None,
             count: 10,
-            format: Format::default(),
+            format: Format::default().into(),
             requested_at: OffsetDateTime::now_utc(),
             idempotency_key: None,
         }),

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::serial::{Format, SerialFormatter};
+use crate::serial::{Format, FormatRequest, SerialFormatter};
 use crate::subjects::{self, Kind};
 
 mod decode;
@@ -20,6 +20,7 @@ pub const DATA_CONTENT_TYPE: &str = "application/json";
 pub mod types {
     pub const REQUESTED: &str = "sn.generate.requested.v1";
     pub const RESERVED: &str = "sn.range.reserved.v1";
+    pub const DECLARED: &str = "sn.model.declared.v1";
     pub const GENERATED: &str = "sn.serials.generated.v1";
     pub const COMPLETED: &str = "sn.task.completed.v1";
     pub const FAILED: &str = "sn.task.failed.v1";
@@ -31,6 +32,8 @@ pub mod codes {
     pub const RANGE_EXHAUSTED: &str = "range_exhausted";
     pub const INVALID_REQUEST: &str = "invalid_request";
     pub const INTERNAL: &str = "internal";
+    pub const FORMAT_MISMATCH: &str = "format_mismatch";
+    pub const NAMESPACE_CONFLICT: &str = "namespace_conflict";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,7 +42,9 @@ pub struct GenerateRequested {
     pub code_model: String,
     pub number: Option<u64>,
     pub count: u64,
-    pub format: Format,
+    /// The fields of the format the request named; the model's scheme gives the rest.
+    #[serde(default)]
+    pub format: FormatRequest,
     #[serde(with = "time::serde::rfc3339")]
     pub requested_at: OffsetDateTime,
     pub idempotency_key: Option<String>,
@@ -51,6 +56,26 @@ pub struct RangeReserved {
     pub code_model: String,
     pub first: u64,
     pub last: u64,
+    /// The model's scheme the numbers are written in (absent in reservations written before
+    /// schemes were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<Format>,
+    /// Reserved for a request without a first number (the model's next free range). Absent
+    /// in older reservations, which were all read as automatic.
+    #[serde(default = "yes")]
+    pub automatic: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A model's scheme declared before its first use (`PUT /models/{code_model}`). Published on
+/// the model's ledger subject, so it is ordered with the model's reservations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemeDeclared {
+    pub code_model: String,
+    pub scheme: Format,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,16 +114,18 @@ pub struct TaskFailed {
 pub enum EventData {
     Requested(GenerateRequested),
     Reserved(RangeReserved),
+    Declared(SchemeDeclared),
     Generated(SerialsGenerated),
     Completed(TaskCompleted),
     Failed(TaskFailed),
 }
 
 impl EventData {
+    /// The kind of subject the event goes on (a declaration goes on the ledger subject).
     pub fn kind(&self) -> Kind {
         match self {
             EventData::Requested(_) => Kind::Requested,
-            EventData::Reserved(_) => Kind::Reserved,
+            EventData::Reserved(_) | EventData::Declared(_) => Kind::Reserved,
             EventData::Generated(_) => Kind::Generated,
             EventData::Completed(_) => Kind::Completed,
             EventData::Failed(_) => Kind::Failed,
@@ -106,23 +133,29 @@ impl EventData {
     }
 
     pub fn type_name(&self) -> &'static str {
-        type_name(self.kind())
+        match self {
+            EventData::Declared(_) => types::DECLARED,
+            other => type_name(other.kind()),
+        }
     }
 
-    pub fn task_id(&self) -> Uuid {
-        match self {
+    /// The task the event belongs to; `None` for a declaration, which belongs to its model.
+    pub fn task_id(&self) -> Option<Uuid> {
+        Some(match self {
             EventData::Requested(d) => d.task_id,
             EventData::Reserved(d) => d.task_id,
+            EventData::Declared(_) => return None,
             EventData::Generated(d) => d.task_id,
             EventData::Completed(d) => d.task_id,
             EventData::Failed(d) => d.task_id,
-        }
+        })
     }
 
     pub fn code_model(&self) -> &str {
         match self {
             EventData::Requested(d) => &d.code_model,
             EventData::Reserved(d) => &d.code_model,
+            EventData::Declared(d) => &d.code_model,
             EventData::Generated(d) => &d.code_model,
             EventData::Completed(d) => &d.code_model,
             EventData::Failed(d) => &d.code_model,
@@ -136,7 +169,18 @@ impl EventData {
             // A task may reserve again when an earlier overlapping reservation wins in stream
             // order; each range gets its own id so the new one is not dropped as a repeat.
             EventData::Reserved(d) => format!("{}:reserved:{}", d.task_id, d.first),
-            other => format!("{}:{}", other.task_id(), other.kind().token()),
+            // Another scheme declared for the model is another event, void in the fold.
+            EventData::Declared(d) => format!(
+                "{}:declared:{}:{}",
+                d.code_model,
+                d.scheme.width,
+                d.scheme.check_digit.as_str()
+            ),
+            other => format!(
+                "{}:{}",
+                other.task_id().unwrap_or_default(),
+                other.kind().token()
+            ),
         }
     }
 }
@@ -182,7 +226,7 @@ struct EnvelopeOut<'a> {
     source: &'a str,
     #[serde(rename = "type")]
     ty: &'static str,
-    subject: Uuid,
+    subject: &'a str,
     #[serde(with = "time::serde::rfc3339")]
     time: OffsetDateTime,
     datacontenttype: &'static str,
@@ -196,6 +240,7 @@ struct EnvelopeOut<'a> {
 enum DataOut<'a> {
     Requested(&'a GenerateRequested),
     Reserved(&'a RangeReserved),
+    Declared(&'a SchemeDeclared),
     Generated(&'a SerialsGenerated),
     Completed(&'a TaskCompleted),
     Failed(&'a TaskFailed),
@@ -222,16 +267,16 @@ impl Event {
         self.data.type_name()
     }
 
-    pub fn task_id(&self) -> Uuid {
+    pub fn task_id(&self) -> Option<Uuid> {
         self.data.task_id()
     }
 
     /// The NATS subject this event is published on.
     pub fn nats_subject(&self) -> String {
         let model = self.data.code_model();
-        match self.data.kind() {
-            Kind::Reserved => subjects::reserved(model),
-            kind => subjects::task(kind, model, self.task_id()),
+        match (self.data.kind(), self.task_id()) {
+            (Kind::Reserved, _) | (_, None) => subjects::reserved(model),
+            (kind, Some(task)) => subjects::task(kind, model, task),
         }
     }
 
@@ -239,16 +284,19 @@ impl Event {
         let data = match &self.data {
             EventData::Requested(d) => DataOut::Requested(d),
             EventData::Reserved(d) => DataOut::Reserved(d),
+            EventData::Declared(d) => DataOut::Declared(d),
             EventData::Generated(d) => DataOut::Generated(d),
             EventData::Completed(d) => DataOut::Completed(d),
             EventData::Failed(d) => DataOut::Failed(d),
         };
+        // CloudEvents `subject`: the task, or for a declaration the model.
+        let task = self.task_id().map(|t| t.to_string());
         let out = EnvelopeOut {
             specversion: SPEC_VERSION,
             id: &self.id,
             source: &self.source,
             ty: self.type_name(),
-            subject: self.task_id(),
+            subject: task.as_deref().unwrap_or(self.data.code_model()),
             time: self.time,
             datacontenttype: DATA_CONTENT_TYPE,
             traceparent: self.traceparent.as_deref(),
@@ -345,7 +393,7 @@ mod tests {
             code_model: "0111".into(),
             number: Some(1),
             count: 10,
-            format: Format::default(),
+            format: Format::default().into(),
             requested_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
             idempotency_key: None,
         }
@@ -361,12 +409,12 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&ev.to_json()).unwrap();
         assert_eq!(v["specversion"], "1.0");
         assert_eq!(v["type"], types::REQUESTED);
-        assert_eq!(v["subject"], ev.task_id().to_string());
+        assert_eq!(v["subject"], ev.task_id().unwrap().to_string());
         assert_eq!(v["datacontenttype"], "application/json");
         assert_eq!(v["data"]["format"]["check_digit"], "none");
         assert_eq!(
             ev.nats_subject(),
-            format!("sn.0111.requested.{}", ev.task_id())
+            format!("sn.0111.requested.{}", ev.task_id().unwrap())
         );
     }
 

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod events;
+pub mod ledger;
 pub mod nats;
 pub mod request;
 pub mod serial;
@@ -15,4 +16,4 @@ pub mod telemetry;
 
 pub use events::{Event, EventData};
 pub use request::{FieldError, GenerateSpec};
-pub use serial::{CheckDigit, Format};
+pub use serial::{CheckDigit, Format, FormatRequest};

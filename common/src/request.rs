@@ -4,15 +4,16 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::serial::{CheckDigit, Format, MAX_WIDTH};
+use crate::serial::{CheckDigit, Format, FormatRequest, MAX_WIDTH};
 
-/// A request for `count` serials of `code_model`, starting at `number` (or the next free one).
+/// A request for `count` serials of `code_model`, starting at `number` (or the next free one),
+/// in the model's scheme (`format` names the fields the client gave).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct GenerateSpec {
     pub code_model: String,
     pub number: Option<u64>,
     pub count: u64,
-    pub format: Format,
+    pub format: FormatRequest,
 }
 
 /// A rejected field: `field` names it the way the client spelled it.
@@ -64,32 +65,17 @@ impl GenerateSpec {
             ),
         };
         let format = match obj.get("format") {
-            None | Some(Value::Null) => Format::default(),
-            Some(Value::Object(f)) => {
-                let width = match f.get("width") {
-                    None | Some(Value::Null) => Format::default().width,
-                    Some(v) => v
-                        .as_u64()
-                        .filter(|w| (1..=u64::from(MAX_WIDTH)).contains(w))
-                        .map(|w| w as u8)
-                        .ok_or_else(|| {
-                            err(
-                                "format.width",
-                                format!("must be an integer from 1 to {MAX_WIDTH}"),
-                            )
-                        })?,
-                };
-                let check_digit = match f.get("check_digit") {
-                    None | Some(Value::Null) => CheckDigit::None,
-                    Some(Value::String(s)) => CheckDigit::parse(s).ok_or_else(|| {
-                        err("format.check_digit", "must be one of none, gs1, luhn")
-                    })?,
-                    Some(_) => {
-                        return Err(err("format.check_digit", "must be one of none, gs1, luhn"))
-                    }
-                };
-                Format { width, check_digit }
-            }
+            None | Some(Value::Null) => FormatRequest::default(),
+            Some(Value::Object(f)) => FormatRequest {
+                width: match f.get("width") {
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(parse_width(v, "format.width")?),
+                },
+                check_digit: match f.get("check_digit") {
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(parse_check_digit(v, "format.check_digit")?),
+                },
+            },
             Some(_) => return Err(err("format", "must be an object")),
         };
         let spec = GenerateSpec {
@@ -102,7 +88,7 @@ impl GenerateSpec {
         Ok(spec)
     }
 
-    /// The rules every request obeys, wherever it came from.
+    /// The rules every request obeys, wherever it came from, whatever the model's scheme.
     pub fn validate(&self, max_count: u64) -> Result<(), FieldError> {
         if !valid_model(&self.code_model) {
             return Err(err(
@@ -116,36 +102,99 @@ impl GenerateSpec {
         if self.count > max_count {
             return Err(err("count", format!("must be at most {max_count}")));
         }
-        if !(1..=MAX_WIDTH).contains(&self.format.width) {
-            return Err(err(
-                "format.width",
-                format!("must be an integer from 1 to {MAX_WIDTH}"),
-            ));
+        if let Some(w) = self.format.width {
+            if !(1..=MAX_WIDTH).contains(&w) {
+                return Err(err(
+                    "format.width",
+                    format!("must be an integer from 1 to {MAX_WIDTH}"),
+                ));
+            }
         }
-        if self.format.check_digit != CheckDigit::None
-            && !self.code_model.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Err(err("format.check_digit", "needs an all-digit code_model"));
+        if self.format.check_digit.is_some_and(|c| c != CheckDigit::None) {
+            check_digit_model(&self.code_model, "format.check_digit")?;
         }
-        let capacity = self.format.capacity();
+        if let Some(n) = self.number {
+            if u128::from(n) + u128::from(self.count) - 1 > u128::from(u64::MAX) {
+                return Err(err(
+                    "number",
+                    format!(
+                        "range {n} + {} serials goes past the largest number, {}",
+                        self.count,
+                        u64::MAX
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The rules that depend on the scheme the request is written in: the range fits its
+    /// width.
+    pub fn validate_in(&self, scheme: Format) -> Result<(), FieldError> {
+        let capacity = scheme.capacity();
         match self.number {
             Some(n) if u128::from(n) + u128::from(self.count) > capacity => Err(err(
                 "number",
                 format!(
                     "range {n}..={} does not fit in {} digits",
                     u128::from(n) + u128::from(self.count) - 1,
-                    self.format.width
+                    scheme.width
                 ),
             )),
             None if u128::from(self.count) > capacity => Err(err(
                 "count",
-                format!(
-                    "{} serials do not fit in {} digits",
-                    self.count, self.format.width
-                ),
+                format!("{} serials do not fit in {} digits", self.count, scheme.width),
             )),
             _ => Ok(()),
         }
+    }
+}
+
+/// Reads a model's scheme (`PUT /models/{code_model}`): `width` and `check_digit`, each
+/// optional (defaults 8 and none).
+pub fn scheme_from_json(code_model: &str, body: &Value) -> Result<Format, FieldError> {
+    if !valid_model(code_model) {
+        return Err(err(
+            "code_model",
+            "must be 1 to 32 characters of A-Z a-z 0-9 _ -",
+        ));
+    }
+    let obj = body
+        .as_object()
+        .ok_or_else(|| err("body", "must be a JSON object"))?;
+    let d = Format::default();
+    let width = match obj.get("width") {
+        None | Some(Value::Null) => d.width,
+        Some(v) => parse_width(v, "width")?,
+    };
+    let check_digit = match obj.get("check_digit") {
+        None | Some(Value::Null) => d.check_digit,
+        Some(v) => parse_check_digit(v, "check_digit")?,
+    };
+    if check_digit != CheckDigit::None {
+        check_digit_model(code_model, "check_digit")?;
+    }
+    Ok(Format { width, check_digit })
+}
+
+fn parse_width(v: &Value, field: &'static str) -> Result<u8, FieldError> {
+    v.as_u64()
+        .filter(|w| (1..=u64::from(MAX_WIDTH)).contains(w))
+        .map(|w| w as u8)
+        .ok_or_else(|| err(field, format!("must be an integer from 1 to {MAX_WIDTH}")))
+}
+
+fn parse_check_digit(v: &Value, field: &'static str) -> Result<CheckDigit, FieldError> {
+    v.as_str()
+        .and_then(CheckDigit::parse)
+        .ok_or_else(|| err(field, "must be one of none, gs1, luhn"))
+}
+
+fn check_digit_model(code_model: &str, field: &'static str) -> Result<(), FieldError> {
+    if code_model.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(err(field, "needs an all-digit code_model"))
     }
 }
 
@@ -154,8 +203,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Parsed and checked as the gateway does for a model without a scheme yet.
     fn check(body: Value) -> Result<GenerateSpec, FieldError> {
-        GenerateSpec::from_json(&body, 10_000_000)
+        let spec = GenerateSpec::from_json(&body, 10_000_000)?;
+        spec.validate_in(spec.format.or_default())?;
+        Ok(spec)
     }
 
     #[test]
@@ -167,12 +219,13 @@ mod tests {
                 code_model: "0111".into(),
                 number: Some(1),
                 count: 10,
-                format: Format::default()
+                format: FormatRequest::default()
             }
         );
         let spec = check(json!({"code_model":"A_b-9","count":1,"format":{"width":3}})).unwrap();
         assert_eq!(spec.number, None);
-        assert_eq!(spec.format.width, 3);
+        assert_eq!(spec.format.width, Some(3));
+        assert_eq!(spec.format.check_digit, None);
     }
 
     #[test]
@@ -219,6 +272,11 @@ mod tests {
                 "count",
             ),
             (json!([1, 2]), "body"),
+            (
+                json!({"code_model":"X","number":u64::MAX - 1,"count":3,"format":{"width":20}}),
+                "number",
+            ),
+            (json!({"code_model":"X","number":u64::MAX,"count":2}), "number"),
         ];
         for (body, field) in cases {
             let e = check(body.clone()).expect_err(&body.to_string());
@@ -230,5 +288,23 @@ mod tests {
     fn widest_range_fits_exactly() {
         assert!(check(json!({"code_model":"0111","number":99_999_990,"count":10})).is_ok());
         assert!(check(json!({"code_model":"9","number":0,"count":10,"format":{"width":1,"check_digit":"luhn"}})).is_ok());
+        assert!(check(json!({"code_model":"X","number":u64::MAX - 2,"count":3,"format":{"width":20}})).is_ok());
+    }
+
+    #[test]
+    fn a_scheme_is_read_with_defaults_and_checked() {
+        let f = scheme_from_json("0111", &json!({"check_digit":"gs1"})).unwrap();
+        assert_eq!((f.width, f.check_digit), (8, CheckDigit::Gs1));
+        assert_eq!(scheme_from_json("0111", &json!({})).unwrap(), Format::default());
+        for (model, body, field) in [
+            ("AB", json!({"check_digit":"luhn"}), "check_digit"),
+            ("0111", json!({"width":0}), "width"),
+            ("0111", json!({"width":"8"}), "width"),
+            ("0111", json!({"check_digit":"md5"}), "check_digit"),
+            ("a.b", json!({}), "code_model"),
+            ("0111", json!([]), "body"),
+        ] {
+            assert_eq!(scheme_from_json(model, &body).unwrap_err().field, field, "{body}");
+        }
     }
 }

@@ -5,7 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
+mod namespace;
 mod range;
+
+pub use namespace::could_meet;
 
 pub const DEFAULT_WIDTH: u8 = 8;
 pub const MAX_WIDTH: u8 = 20;
@@ -29,6 +32,14 @@ impl CheckDigit {
             "luhn" => CheckDigit::Luhn,
             _ => return None,
         })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckDigit::None => "none",
+            CheckDigit::Gs1 => "gs1",
+            CheckDigit::Luhn => "luhn",
+        }
     }
 
     /// The check digit for `digits` (ASCII '0'..='9'), or `None` for `CheckDigit::None`.
@@ -78,7 +89,8 @@ fn check_from_sum(sum: u32) -> u8 {
     b'0' + ((10 - sum % 10) % 10) as u8
 }
 
-/// The `format` of a request.
+/// A model's serial scheme: how every number of the model is written. Fixed per model by its
+/// first declaration or reservation (see `ledger`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Format {
     pub width: u8,
@@ -103,6 +115,86 @@ impl Format {
     /// Length in bytes of every serial of `model` in this format.
     pub fn serial_len(self, model: &str) -> usize {
         model.len() + usize::from(self.width) + usize::from(self.check_digit != CheckDigit::None)
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "width {}, check digit {}",
+            self.width,
+            self.check_digit.as_str()
+        )
+    }
+}
+
+/// The `format` a request names: only the fields it gives. A model's scheme supplies the rest,
+/// and a field given must equal the scheme's (see [`FormatRequest::resolve`]). Old requests
+/// carry both fields; a request without `format` carries neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct FormatRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_digit: Option<CheckDigit>,
+}
+
+impl From<Format> for FormatRequest {
+    fn from(f: Format) -> Self {
+        FormatRequest {
+            width: Some(f.width),
+            check_digit: Some(f.check_digit),
+        }
+    }
+}
+
+impl FormatRequest {
+    pub fn is_empty(&self) -> bool {
+        self.width.is_none() && self.check_digit.is_none()
+    }
+
+    /// The scheme a request gets: the model's when it has one (every field given must match
+    /// it, else `Err` with the model's scheme), else the fields given over the defaults.
+    pub fn resolve(self, model_scheme: Option<Format>) -> Result<Format, Format> {
+        match model_scheme {
+            Some(scheme) => {
+                let same = self.width.is_none_or(|w| w == scheme.width)
+                    && self.check_digit.is_none_or(|c| c == scheme.check_digit);
+                if same {
+                    Ok(scheme)
+                } else {
+                    Err(scheme)
+                }
+            }
+            None => Ok(self.or_default()),
+        }
+    }
+
+    /// The fields given over the defaults.
+    pub fn or_default(self) -> Format {
+        let d = Format::default();
+        Format {
+            width: self.width.unwrap_or(d.width),
+            check_digit: self.check_digit.unwrap_or(d.check_digit),
+        }
+    }
+}
+
+impl std::fmt::Display for FormatRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(w) = self.width {
+            parts.push(format!("width {w}"));
+        }
+        if let Some(c) = self.check_digit {
+            parts.push(format!("check digit {}", c.as_str()));
+        }
+        if parts.is_empty() {
+            f.write_str("the model's scheme")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
     }
 }
 

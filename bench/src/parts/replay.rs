@@ -264,7 +264,7 @@ fn task_events(
             code_model: model.to_owned(),
             number: None,
             count: SERIALS_PER_TASK,
-            format: Format::default(),
+            format: Format::default().into(),
             requested_at: now,
             idempotency_key: None,
         }),
@@ -276,6 +276,8 @@ fn task_events(
             code_model: model.to_owned(),
             first,
             last,
+            scheme: Some(Format::default()),
+            automatic: true,
         }),
         "/sn/generator",
     );

@@ -16,7 +16,6 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{types, DecodeError, Event, EventData, SerialsGenerated, SPEC_VERSION};
-use crate::subjects::Kind;
 
 /// Decodes one event; `serials: false` leaves a generated batch's serials empty.
 pub(super) fn event(bytes: &[u8], serials: bool) -> Result<Event, DecodeError> {
@@ -41,10 +40,22 @@ pub(super) fn event(bytes: &[u8], serials: bool) -> Result<Event, DecodeError> {
     })
 }
 
+/// The event types, as `data` is decoded by them.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Requested,
+    Reserved,
+    Declared,
+    Generated,
+    Completed,
+    Failed,
+}
+
 fn kind_of(ty: &str) -> Option<Kind> {
     Some(match ty {
         types::REQUESTED => Kind::Requested,
         types::RESERVED => Kind::Reserved,
+        types::DECLARED => Kind::Declared,
         types::GENERATED => Kind::Generated,
         types::COMPLETED => Kind::Completed,
         types::FAILED => Kind::Failed,
@@ -171,6 +182,7 @@ impl<'de> DeserializeSeed<'de> for DataSeed {
         Ok(match self.kind {
             Kind::Requested => EventData::Requested(Deserialize::deserialize(d)?),
             Kind::Reserved => EventData::Reserved(Deserialize::deserialize(d)?),
+            Kind::Declared => EventData::Declared(Deserialize::deserialize(d)?),
             Kind::Generated if self.serials => EventData::Generated(Deserialize::deserialize(d)?),
             Kind::Generated => {
                 let s = GeneratedSummary::deserialize(d)?;
@@ -322,9 +334,31 @@ mod tests {
                 code_model: "0111".into(),
                 first: 1,
                 last: 10,
+                scheme: Some(Format::default()),
+                automatic: true,
             }),
         );
         assert_eq!(Event::from_json(&reserved.to_json()).unwrap(), reserved);
+        let declared = Event::new(
+            "/sn/gateway",
+            EventData::Declared(super::super::SchemeDeclared {
+                code_model: "0111".into(),
+                scheme: Format::default(),
+            }),
+        );
+        let json: serde_json::Value = serde_json::from_slice(&declared.to_json()).unwrap();
+        assert_eq!(json["subject"], "0111");
+        assert_eq!(json["type"], types::DECLARED);
+        assert_eq!(declared.nats_subject(), "sn.0111.reserved");
+        assert_eq!(Event::from_json(&declared.to_json()).unwrap(), declared);
+        // A reservation written before schemes and the automatic flag existed.
+        let old = String::from_utf8(reserved.to_json())
+            .unwrap()
+            .replace(r#","scheme":{"width":8,"check_digit":"none"},"automatic":true"#, "");
+        let EventData::Reserved(r) = Event::from_json(old.as_bytes()).unwrap().data else {
+            panic!("not a reservation")
+        };
+        assert_eq!((r.scheme, r.automatic), (None, true));
         let requested = Event::new(
             "/sn/gateway",
             EventData::Requested(super::super::GenerateRequested {
@@ -332,7 +366,7 @@ mod tests {
                 code_model: "0111".into(),
                 number: None,
                 count: 10,
-                format: Format::default(),
+                format: Default::default(),
                 requested_at: OffsetDateTime::UNIX_EPOCH,
                 idempotency_key: Some("k".into()),
             }),

@@ -37,7 +37,7 @@ fn stream() -> Vec<Vec<u8>> {
             code_model: "0111".into(),
             number: None,
             count,
-            format: Format::default(),
+            format: Format::default().into(),
             requested_at: now,
             idempotency_key: (t % 4 == 0).then(|| format!("key-{t}")),
         })));
@@ -57,6 +57,8 @@ fn stream() -> Vec<Vec<u8>> {
             code_model: "0111".into(),
             first,
             last: first + count - 1,
+            scheme: Some(Format::default()),
+            automatic: true,
         })));
         for batch in 0..count / per_batch {
             // Small batches carry their serials; big ones too, but the fold never reads

@@ -23,6 +23,13 @@ pub enum ApiError {
     Unprocessable { field: String, message: String },
     #[error("{0}")]
     IdempotencyMismatch(String),
+    /// The request's format differs from the model's scheme.
+    #[error("{0}")]
+    FormatMismatch(String),
+    /// Writes wait until the views have caught up with the stream, so that no check (an
+    /// idempotency key, a model's scheme, an overlap) runs against stale views.
+    #[error("the gateway is catching up with the stream, try again shortly")]
+    CatchingUp,
     #[error("NATS is unreachable, try again shortly")]
     Unavailable,
     /// Sent, but no acknowledgement came back: it may still have been stored.
@@ -44,10 +51,12 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unprocessable { .. } | ApiError::IdempotencyMismatch(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
+            ApiError::Unprocessable { .. }
+            | ApiError::IdempotencyMismatch(_)
+            | ApiError::FormatMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable | ApiError::Unconfirmed | ApiError::CatchingUp => {
+                StatusCode::SERVICE_UNAVAILABLE
             }
-            ApiError::Unavailable | ApiError::Unconfirmed => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -62,7 +71,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unprocessable { .. } => "invalid_field",
             ApiError::IdempotencyMismatch(_) => "idempotency_key_reused",
-            ApiError::Unavailable | ApiError::Unconfirmed => "unavailable",
+            ApiError::FormatMismatch(_) => common::events::codes::FORMAT_MISMATCH,
+            ApiError::Unavailable | ApiError::Unconfirmed | ApiError::CatchingUp => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -81,7 +91,7 @@ impl IntoResponse for ApiError {
         }
         let mut response = (status, Json(body)).into_response();
         match self {
-            ApiError::Unavailable | ApiError::Unconfirmed => {
+            ApiError::Unavailable | ApiError::Unconfirmed | ApiError::CatchingUp => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -88,6 +88,11 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks/{id}/serials", get(routes::serials::download))
         .route("/serials/{serial}", get(routes::lookup::lookup))
         .route("/ledger", get(routes::lookup::ledger))
+        .route("/models", get(routes::models::list))
+        .route(
+            "/models/{code_model}",
+            get(routes::models::get_model).put(routes::models::declare),
+        )
         .route("/events", get(routes::live::events))
         .route("/openapi.json", get(crate::openapi::openapi_json))
         .route("/docs", get(crate::openapi::docs_index))

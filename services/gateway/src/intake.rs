@@ -59,7 +59,7 @@ pub async fn submit(state: &AppState, event: Event) -> Result<Accepted, ApiError
         messaging.operation.type = "send",
         messaging.destination.name = %subject,
         messaging.message.id = %event.id,
-        task_id = %event.task_id(),
+        task_id = tracing::field::display(event.task_id().map(|t| t.to_string()).unwrap_or_default()),
     );
     let accepted = async {
         state

@@ -31,6 +31,46 @@ pub enum CheckDigitDoc {
     Luhn,
 }
 
+/// A model's serial scheme (`PUT /models/{code_model}`).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct SchemeDoc {
+    /// Digits of the zero-padded number.
+    #[schema(minimum = 1, maximum = 20, default = 8)]
+    width: Option<u8>,
+    /// Check digit appended to the serial (needs an all-digit `code_model`).
+    #[schema(default = "none")]
+    check_digit: Option<CheckDigitDoc>,
+}
+
+/// A model: its scheme, what it issued and what is left.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ModelBody {
+    code_model: String,
+    /// Null until the model is declared or first used.
+    scheme: Option<FormatDoc>,
+    /// Numbers issued.
+    issued: u64,
+    /// Issued ranges.
+    range_count: u64,
+    /// Numbers still free at the scheme's width.
+    remaining: Option<u64>,
+    /// Where the next automatic range starts looking.
+    next_automatic: u64,
+    /// `GET /models/{code_model}` only: a page of issued ranges.
+    ranges: Option<Vec<IssuedRangeDoc>>,
+    /// `GET /models/{code_model}` only: `cursor` of the next page of ranges.
+    next_cursor: Option<u64>,
+}
+
+/// `GET /models`.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ModelList {
+    models: Vec<ModelBody>,
+}
+
 /// Body of `POST /generate_sn`.
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"code_model": "0111", "number": 1, "count": 10}))]
@@ -45,7 +85,9 @@ pub struct GenerateBody {
     /// How many serials (at most `MAX_COUNT`).
     #[schema(minimum = 1, example = 10)]
     count: u64,
-    format: Option<FormatDoc>,
+    /// Omitted: the model's scheme (width 8, no check digit for a new model). Each field
+    /// given must equal the model's scheme (else 422 `format_mismatch`).
+    format: Option<SchemeDoc>,
 }
 
 /// `202 Accepted`.
@@ -67,8 +109,9 @@ pub struct ErrorBody {
 #[allow(dead_code)]
 pub struct ErrorDetail {
     /// Machine-readable: `bad_request`, `unauthorized`, `not_found`, `range_conflict`,
-    /// `not_ready`, `payload_too_large`, `unsupported_media_type`, `invalid_field`,
-    /// `idempotency_key_reused`, `unavailable`, `internal`.
+    /// `namespace_conflict`, `scheme_conflict`, `format_mismatch`, `payload_too_large`,
+    /// `unsupported_media_type`, `invalid_field`, `idempotency_key_reused`, `unavailable`,
+    /// `internal`.
     code: String,
     message: String,
     /// The offending field, for 422.
@@ -125,6 +168,9 @@ pub struct LedgerBody {
         routes::serials::download,
         routes::lookup::lookup,
         routes::lookup::ledger,
+        routes::models::declare,
+        routes::models::list,
+        routes::models::get_model,
         routes::live::events,
         routes::health::healthz,
         routes::health::readyz,
@@ -132,12 +178,14 @@ pub struct LedgerBody {
     ),
     components(schemas(
         GenerateBody, FormatDoc, CheckDigitDoc, AcceptedBody, ErrorBody, ErrorDetail, TaskView,
-        TaskError, State, TaskPage, SerialInfo, LedgerBody, IssuedRangeDoc
+        TaskError, State, TaskPage, SerialInfo, LedgerBody, IssuedRangeDoc, SchemeDoc, ModelBody,
+        ModelList
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "tasks", description = "Requesting serials and following the tasks"),
         (name = "serials", description = "Issued serials and ranges"),
+        (name = "models", description = "Models and their serial schemes"),
         (name = "operations", description = "Health and metrics"),
     )
 )]

@@ -14,8 +14,9 @@ use futures::StreamExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::ledger::Range;
-use crate::log::StoredRange;
+use common::ledger::{Applied, Range, Reservation};
+
+use crate::log::{StoredRange, StoredScheme};
 use crate::Shared;
 
 pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
@@ -53,6 +54,7 @@ const SAVE_AT_MOST: usize = 512;
 #[derive(Default)]
 struct Unsaved {
     ranges: Vec<(String, StoredRange)>,
+    schemes: Vec<StoredScheme>,
     /// The stream position reached; `None` when nothing waits.
     seq: Option<u64>,
     due: Option<Instant>,
@@ -69,7 +71,9 @@ impl Unsaved {
     /// lacks. Keeps them all if the save fails.
     fn save(&mut self, shared: &Shared) -> Result<(), crate::log::LogError> {
         if let Some(seq) = self.seq {
-            shared.log.save_ledger(&self.ranges, Some(seq))?;
+            shared
+                .log
+                .save_ledger(&self.ranges, &self.schemes, Some(seq))?;
             metrics::gauge!("sn_ledger_saved_position").set(seq as f64);
         }
         *self = Unsaved::default();
@@ -158,20 +162,56 @@ async fn follow_saving(
                     last: r.last,
                     task: r.task_id,
                 };
-                let held = {
+                let (held, fixed) = {
                     let mut ledger = shared.ledger.write().expect("ledger lock poisoned");
-                    ledger.apply(&r.code_model, seq, range);
-                    ledger.held(&r.code_model, r.task_id) == Some(range)
+                    let before = ledger.scheme(&r.code_model);
+                    ledger.reserve(
+                        &r.code_model,
+                        seq,
+                        Reservation {
+                            range,
+                            scheme: r.scheme,
+                            automatic: r.automatic,
+                        },
+                    );
+                    let fixed = ledger.scheme(&r.code_model).filter(|_| before.is_none());
+                    (ledger.held(&r.code_model, r.task_id) == Some(range), fixed)
                 };
                 let stored = StoredRange {
                     first: r.first,
                     last: r.last,
                     task: r.task_id,
                     seq,
+                    automatic: r.automatic,
                 };
+                if let Some(scheme) = fixed {
+                    unsaved.schemes.push(StoredScheme {
+                        model: r.code_model.clone(),
+                        scheme,
+                        seq,
+                    });
+                }
                 // Saved whenever the ledger holds it, even when this replica folded it first
                 // (its own reservation): the snapshot never moves past a range it lacks.
                 unsaved.add(held.then(|| (r.code_model.clone(), stored)), seq);
+            }
+            Ok(Event {
+                data: EventData::Declared(d),
+                ..
+            }) => {
+                let applied = shared
+                    .ledger
+                    .write()
+                    .expect("ledger lock poisoned")
+                    .declare(&d.code_model, seq, d.scheme);
+                if applied == Applied::Granted {
+                    unsaved.schemes.push(StoredScheme {
+                        model: d.code_model.clone(),
+                        scheme: d.scheme,
+                        seq,
+                    });
+                }
+                unsaved.add(None, seq);
             }
             other => {
                 if let Err(e) = other {
@@ -188,7 +228,7 @@ async fn follow_saving(
                 unsaved.add(None, seq);
             }
         }
-        if unsaved.ranges.len() >= SAVE_AT_MOST {
+        if unsaved.ranges.len() + unsaved.schemes.len() >= SAVE_AT_MOST {
             unsaved.save(shared)?;
         }
         shared.ledger_pos.send_replace(seq);

@@ -132,8 +132,17 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                         .await
                         .expect("semaphore never closed"),
                 };
-                let Some(req) = decode(&msg).await else {
-                    continue;
+                let req = match decode(&msg) {
+                    Decoded::Request(req) => req,
+                    Decoded::Invalid { task, message } => {
+                        refuse(&shared, &msg, &task, message).await;
+                        continue;
+                    }
+                    Decoded::Foreign => {
+                        tracing::warn!(subject = %msg.subject, "dropping a message that is not a request");
+                        let _ = msg.ack_with(AckKind::Term).await;
+                        continue;
+                    }
                 };
                 // Ours from now on: restart its ack wait before it queues for the reservation
                 // turn.
@@ -343,16 +352,79 @@ impl Delivery {
 }
 
 /// The request a message carries; anything else is terminated (never redelivered).
-async fn decode(msg: &Message) -> Option<GenerateRequested> {
-    match Event::from_json(&msg.payload) {
+/// A message taken from the request consumer.
+enum Decoded {
+    Request(GenerateRequested),
+    /// On a request subject but not a valid request: its task (the model and task of the
+    /// subject) ends in FAILURE with `message`.
+    Invalid {
+        task: Box<GenerateRequested>,
+        message: String,
+    },
+    /// Not on a request subject: nothing to answer.
+    Foreign,
+}
+
+fn decode(msg: &Message) -> Decoded {
+    let Some(parsed) = subjects::parse(&msg.subject) else {
+        return Decoded::Foreign;
+    };
+    let Some(task_id) = parsed.task.filter(|_| parsed.kind == subjects::Kind::Requested) else {
+        return Decoded::Foreign;
+    };
+    let problem = match Event::from_json(&msg.payload) {
         Ok(Event {
             data: EventData::Requested(r),
             ..
-        }) if valid_model(&r.code_model) => Some(r),
-        other => {
-            tracing::warn!(subject = %msg.subject, ok = other.is_ok(), "dropping a message that is not a valid request");
-            let _ = msg.ack_with(AckKind::Term).await;
-            None
+        }) => {
+            if !valid_model(&r.code_model) {
+                "code_model: must be 1 to 32 characters of A-Z a-z 0-9 _ -".to_owned()
+            } else if r.code_model != parsed.model || r.task_id != task_id {
+                format!(
+                    "the request for task {} of model {} came on the subject of task {task_id} \
+                     of model {}",
+                    r.task_id, r.code_model, parsed.model
+                )
+            } else {
+                return Decoded::Request(r);
+            }
+        }
+        Ok(other) => format!("a {} event is not a request", other.type_name()),
+        Err(e) => e.to_string(),
+    };
+    // Answered on the subjects of the model and task the request came on.
+    Decoded::Invalid {
+        task: Box::new(GenerateRequested {
+            task_id,
+            code_model: parsed.model.to_owned(),
+            number: None,
+            count: 0,
+            format: Default::default(),
+            requested_at: time::OffsetDateTime::now_utc(),
+            idempotency_key: None,
+        }),
+        message: problem,
+    }
+}
+
+/// Ends the task of a message that is not a valid request in FAILURE (`invalid_request`), so
+/// it does not stay PENDING for ever.
+async fn refuse(shared: &Shared, msg: &Message, invalid: &GenerateRequested, message: String) {
+    tracing::warn!(subject = %msg.subject, %message, "refusing a message that is not a valid request");
+    let answered = match shared.log.task_entries(invalid.task_id) {
+        Ok(logged) if logged.iter().any(|(_, e)| subjects::parse(&e.subject).is_some_and(|p| p.kind.is_final())) => Ok(()),
+        Ok(_) => task::fail(shared, invalid, codes::INVALID_REQUEST, message)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match answered {
+        Ok(()) => {
+            let _ = msg.ack_with(AckKind::Ack).await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot record the failure of an invalid request yet");
+            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
         }
     }
 }

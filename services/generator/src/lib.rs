@@ -11,7 +11,6 @@ pub mod config;
 mod exhausted;
 mod follower;
 mod intake;
-pub mod ledger;
 pub mod log;
 mod outbox;
 mod reserve;
@@ -27,9 +26,10 @@ use async_nats::jetstream;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use common::ledger::{Ledger, Range, Reservation};
+
 use crate::config::{Config, WorkConfig};
-use crate::ledger::Ledger;
-use crate::log::EventLog;
+use crate::log::{EventLog, SavedLedger, StoredRange};
 
 pub const SOURCE: &str = "/sn/generator";
 
@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     /// Stream sequence the ledger follower has folded up to.
     pub ledger_pos: watch::Sender<u64>,
     pub ledger_ready: AtomicBool,
+    /// The stream lacks reservations the log holds: this replica issues nothing.
+    pub refusing: AtomicBool,
     /// Raised when a reservation waited too long for the follower: it recreates its consumer
     /// (one lost with a cluster node delivers nothing and reports nothing).
     pub follower_stalled: tokio::sync::Notify,
@@ -66,6 +68,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn ready(&self) -> bool {
         self.ledger_ready.load(Ordering::Relaxed)
+            && !self.refusing.load(Ordering::Relaxed)
             && self.client.connection_state() == async_nats::connection::State::Connected
     }
 }
@@ -74,6 +77,12 @@ pub struct Application {
     shared: Arc<Shared>,
     admin: tokio::net::TcpListener,
     shutdown: CancellationToken,
+    /// Ranges the log's ledger snapshot holds that must be found in the stream before this
+    /// replica issues anything: set when the snapshot was folded from another stream than
+    /// the one found at start (see `verify_saved_ranges`).
+    unverified: Option<Vec<(String, StoredRange)>>,
+    /// The creation time of the stream found at start (Unix nanoseconds).
+    stream_created: i128,
 }
 
 impl Application {
@@ -90,21 +99,30 @@ impl Application {
         let js = jetstream::new(client.clone());
         let stream =
             common::nats::ensure_stream_retrying(&js, config.nats.stream(), &shutdown).await?;
-        let replicas = stream.cached_info().config.num_replicas;
+        let info = stream.cached_info();
+        let replicas = info.config.num_replicas;
+        let created = info.created.unix_timestamp_nanos();
+        let last_seq = info.state.last_sequence;
 
-        let (ranges, pos) = log.load_ledger()?;
-        let mut ledger = Ledger::default();
-        for (model, r) in ranges {
-            ledger.apply(
-                &model,
-                r.seq,
-                ledger::Range {
-                    first: r.first,
-                    last: r.last,
-                    task: r.task,
-                },
-            );
-        }
+        let saved = log.load_ledger()?;
+        let (ledger, pos, unverified) = match trusted(&saved, created, last_seq) {
+            Ok(()) => {
+                if saved.stream.is_none() {
+                    log.save_stream(created)?;
+                }
+                (fold_saved(&saved), saved.position, None)
+            }
+            Err(why) => {
+                tracing::warn!(
+                    saved_position = saved.position,
+                    stream_last_sequence = last_seq,
+                    "the log's ledger snapshot was folded from {why}: folding the stream from \
+                     its start, and checking that it holds the {} saved reservations",
+                    saved.ranges.len()
+                );
+                (Ledger::default(), 0, Some(saved.ranges))
+            }
+        };
         let shared = Arc::new(Shared {
             js,
             client,
@@ -113,6 +131,7 @@ impl Application {
             ledger: RwLock::new(ledger),
             ledger_pos: watch::Sender::new(pos),
             ledger_ready: AtomicBool::new(false),
+            refusing: AtomicBool::new(false),
             follower_stalled: tokio::sync::Notify::new(),
             single_replica: AtomicBool::new(replicas <= 1),
             reserve_turn: Arc::new(tokio::sync::Mutex::new(())),
@@ -126,6 +145,8 @@ impl Application {
             shared,
             admin,
             shutdown,
+            unverified,
+            stream_created: created,
         })
     }
 
@@ -142,10 +163,22 @@ impl Application {
             shared,
             admin,
             shutdown,
+            unverified,
+            stream_created,
         } = self;
         let admin = tokio::spawn(admin::serve(admin, shared.clone(), shutdown.clone()));
         let follower = tokio::spawn(follower::run(shared.clone(), shutdown.clone()));
         let exhausted = tokio::spawn(exhausted::run(shared.clone(), shutdown.clone()));
+        let verified = match unverified {
+            Some(saved) => verify_saved_ranges(&shared, &shutdown, &saved, stream_created).await,
+            None => true,
+        };
+        if !verified {
+            follower.await.ok();
+            exhausted.await.ok();
+            admin.await.ok();
+            return Ok(());
+        }
         if let Err(e) = outbox::republish_pending(&shared, &shutdown).await {
             // Not fatal: each of those tasks is still unacknowledged, so its request comes
             // back and the task path republishes its pending entries.
@@ -158,6 +191,103 @@ impl Application {
         shared.log.flush().await?;
         Ok(())
     }
+}
+
+/// Whether the ledger snapshot can be trusted for the stream found at start (created at
+/// `created`, Unix nanoseconds, holding messages up to `last_seq`); else what it was folded
+/// from instead.
+fn trusted(saved: &SavedLedger, created: i128, last_seq: u64) -> Result<(), &'static str> {
+    match saved.stream {
+        Some(s) if s != created => Err("another stream (SN was deleted and made again)"),
+        _ if saved.position > last_seq => {
+            Err("a longer stream (SN lost messages, or was made again)")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The ledger the snapshot holds: schemes in the order they were fixed, then the ranges.
+fn fold_saved(saved: &SavedLedger) -> Ledger {
+    let mut ledger = Ledger::default();
+    let mut schemes: Vec<_> = saved.schemes.iter().collect();
+    schemes.sort_by_key(|s| s.seq);
+    for s in schemes {
+        ledger.declare(&s.model, s.seq, s.scheme);
+    }
+    for (model, r) in &saved.ranges {
+        ledger.reserve(
+            model,
+            r.seq,
+            Reservation {
+                range: Range {
+                    first: r.first,
+                    last: r.last,
+                    task: r.task,
+                },
+                scheme: ledger.scheme(model),
+                automatic: r.automatic,
+            },
+        );
+    }
+    ledger
+}
+
+/// When the ledger snapshot came from another stream: waits until the stream is folded,
+/// then checks that it holds every reservation the snapshot did. If it does, the stream is
+/// recorded as the snapshot's; if not, the stream lost reservations that were issued, and
+/// issuing from it could issue them again, so this replica refuses to work (not ready) until
+/// an operator restores the stream or moves the log away. False when it must not work.
+async fn verify_saved_ranges(
+    shared: &Shared,
+    shutdown: &CancellationToken,
+    saved: &[(String, StoredRange)],
+    created: i128,
+) -> bool {
+    let mut pos = shared.ledger_pos.subscribe();
+    loop {
+        if shared.ledger_ready.load(Ordering::Relaxed) {
+            break;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = pos.changed() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+        }
+    }
+    let missing: Vec<_> = {
+        let ledger = shared.ledger.read().expect("ledger lock poisoned");
+        saved
+            .iter()
+            .filter(|(model, r)| {
+                ledger.held(model, r.task)
+                    != Some(Range {
+                        first: r.first,
+                        last: r.last,
+                        task: r.task,
+                    })
+            })
+            .collect()
+    };
+    if let Some((model, r)) = missing.first() {
+        shared.refusing.store(true, Ordering::Relaxed);
+        tracing::error!(
+            missing = missing.len(),
+            example = %format!("model {model}: {}..={} of task {}", r.first, r.last, r.task),
+            "the stream SN lacks reservations this generator's log holds: serials issued \
+             before could be issued again, so this replica issues nothing. Restore SN from a \
+             backup, or, if its serials were never used, move this DATA_DIR away and restart"
+        );
+        shutdown.cancelled().await;
+        return false;
+    }
+    if let Err(e) = shared.log.save_stream(created) {
+        tracing::warn!(error = %e, "cannot record the stream the ledger is folded from");
+    }
+    tracing::info!(
+        reservations = saved.len(),
+        "the stream holds every reservation the log's snapshot held"
+    );
+    true
 }
 
 /// `generator log`: the event log as NDJSON, one CloudEvent per line, in log order.

@@ -6,8 +6,11 @@
 //!   big-endian keys make key order log order.
 //! - `p` + seq -> ()  : logged but not yet acknowledged by JetStream (the outbox).
 //! - `t` + task (16 bytes) + seq -> ()  : every entry of a task, for resume and replay.
-//! - `l` + model + 0 + first (u64 BE) -> last (u64 BE) + task (16 bytes): the ledger snapshot.
-//! - `m` + name -> u64 BE : small counters (the ledger's stream position).
+//! - `l` + model + 0 + first (u64 BE) -> last (u64 BE) + task (16 bytes) + stream seq (u64 BE)
+//!   + automatic (1 byte; absent in older logs, read as automatic): the ledger snapshot's ranges.
+//! - `s` + model -> width, check digit, stream seq (u64 BE): the ledger snapshot's schemes.
+//! - `m` + name: the ledger's stream position (u64 BE), and the identity of the stream the
+//!   snapshot was folded from (its creation time, i128 BE nanoseconds).
 //!
 //! Every write is single-key inserts and removes in a chosen order, never a `sled::Batch`:
 //! sled 0.34 writes each batch as two or three I/O buffers of its own (it rolls the buffer
@@ -23,15 +26,17 @@ use std::path::Path;
 
 use common::events::write_serials;
 use common::request::valid_model;
-use common::serial::{CheckDigit, Format, SerialFormatter};
+use common::serial::{CheckDigit, Format, SerialFormatter, MAX_WIDTH};
 use uuid::Uuid;
 
 const EVENT: u8 = b'e';
 const PENDING: u8 = b'p';
 const TASK: u8 = b't';
 const LEDGER: u8 = b'l';
+const SCHEME: u8 = b's';
 /// Under the `m` prefix.
 const LEDGER_SEQ: &[u8] = b"mledger_seq";
+const STREAM_ID: &[u8] = b"mstream_created";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -96,6 +101,15 @@ fn check_code(c: CheckDigit) -> u8 {
         CheckDigit::Gs1 => 1,
         CheckDigit::Luhn => 2,
     }
+}
+
+fn check_of(code: u8) -> Option<CheckDigit> {
+    Some(match code {
+        0 => CheckDigit::None,
+        1 => CheckDigit::Gs1,
+        2 => CheckDigit::Luhn,
+        _ => return None,
+    })
 }
 
 /// Reads a stored entry front to back; every read past the end is `Corrupt`.
@@ -168,12 +182,7 @@ impl Entry {
         }
         r.take(1)?;
         let width = r.u8()?;
-        let check_digit = match r.u8()? {
-            0 => CheckDigit::None,
-            1 => CheckDigit::Gs1,
-            2 => CheckDigit::Luhn,
-            _ => return Err(corrupt()),
-        };
+        let check_digit = check_of(r.u8()?).ok_or_else(corrupt)?;
         let format = Format { width, check_digit };
         let (first, count) = (r.u64()?, r.u64()?);
         let code_model = r.str()?;
@@ -224,6 +233,28 @@ pub struct StoredRange {
     pub task: Uuid,
     /// Stream sequence of the reservation event.
     pub seq: u64,
+    /// Reserved for a request without a first number.
+    pub automatic: bool,
+}
+
+/// A model's scheme as the ledger snapshot keeps it, with the stream sequence that fixed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredScheme {
+    pub model: String,
+    pub scheme: Format,
+    pub seq: u64,
+}
+
+/// What the ledger snapshot holds.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SavedLedger {
+    pub ranges: Vec<(String, StoredRange)>,
+    pub schemes: Vec<StoredScheme>,
+    /// The stream position the snapshot reflects.
+    pub position: u64,
+    /// The creation time (Unix nanoseconds) of the stream it was folded from; `None` in a
+    /// log that never recorded it.
+    pub stream: Option<i128>,
 }
 
 /// A reservation granted to a task, logged with the task's first entries: the published
@@ -236,16 +267,29 @@ pub struct Granted {
 }
 
 /// The ledger snapshot's key and value for one range.
-fn ledger_kv(model: &str, r: &StoredRange) -> (Vec<u8>, [u8; 32]) {
+fn ledger_kv(model: &str, r: &StoredRange) -> (Vec<u8>, [u8; 33]) {
     let mut k = Vec::with_capacity(model.len() + 10);
     k.push(LEDGER);
     k.extend_from_slice(model.as_bytes());
     k.push(0);
     k.extend_from_slice(&r.first.to_be_bytes());
-    let mut v = [0u8; 32];
+    let mut v = [0u8; 33];
     v[..8].copy_from_slice(&r.last.to_be_bytes());
     v[8..24].copy_from_slice(r.task.as_bytes());
-    v[24..].copy_from_slice(&r.seq.to_be_bytes());
+    v[24..32].copy_from_slice(&r.seq.to_be_bytes());
+    v[32] = u8::from(r.automatic);
+    (k, v)
+}
+
+/// The ledger snapshot's key and value for one scheme.
+fn scheme_kv(s: &StoredScheme) -> (Vec<u8>, [u8; 10]) {
+    let mut k = Vec::with_capacity(s.model.len() + 1);
+    k.push(SCHEME);
+    k.extend_from_slice(s.model.as_bytes());
+    let mut v = [0u8; 10];
+    v[0] = s.scheme.width;
+    v[1] = check_code(s.scheme.check_digit);
+    v[2..].copy_from_slice(&s.seq.to_be_bytes());
     (k, v)
 }
 
@@ -262,15 +306,24 @@ pub struct EventLog {
 /// One single-key write: a key and its value.
 type Write = (sled::IVec, sled::IVec);
 
-/// The writes of [`EventLog::save_ledger`], in order: the ranges, then the position.
-fn ledger_writes(ranges: &[(String, StoredRange)], stream_seq: Option<u64>) -> Vec<Write> {
-    let mut writes: Vec<Write> = ranges
+/// The writes of [`EventLog::save_ledger`], in order: the schemes and ranges, then the
+/// position.
+fn ledger_writes(
+    ranges: &[(String, StoredRange)],
+    schemes: &[StoredScheme],
+    stream_seq: Option<u64>,
+) -> Vec<Write> {
+    let mut writes: Vec<Write> = schemes
         .iter()
-        .map(|(model, r)| {
-            let (k, v) = ledger_kv(model, r);
+        .map(|s| {
+            let (k, v) = scheme_kv(s);
             (k.into(), v[..].into())
         })
         .collect();
+    writes.extend(ranges.iter().map(|(model, r)| {
+        let (k, v) = ledger_kv(model, r);
+        (k.into(), v[..].into())
+    }));
     if let Some(seq) = stream_seq {
         writes.push((LEDGER_SEQ.into(), seq.to_be_bytes()[..].into()));
     }
@@ -473,47 +526,81 @@ impl EventLog {
     pub fn save_ledger(
         &self,
         ranges: &[(String, StoredRange)],
+        schemes: &[StoredScheme],
         stream_seq: Option<u64>,
     ) -> Result<(), LogError> {
         self.write(|| {
-            for (k, v) in ledger_writes(ranges, stream_seq) {
+            for (k, v) in ledger_writes(ranges, schemes, stream_seq) {
                 self.tree.insert(k, v).map_err(io("save the ledger in"))?;
             }
             Ok(())
         })
     }
 
-    /// The ledger snapshot and the stream position it reflects.
-    pub fn load_ledger(&self) -> Result<(Vec<(String, StoredRange)>, u64), LogError> {
-        let mut out = Vec::new();
+    /// Records the stream the ledger snapshot is folded from (see [`SavedLedger::stream`]).
+    pub fn save_stream(&self, created: i128) -> Result<(), LogError> {
+        self.write(|| {
+            self.tree
+                .insert(STREAM_ID, &created.to_be_bytes()[..])
+                .map_err(io("save the stream identity in"))?;
+            Ok(())
+        })
+    }
+
+    /// The ledger snapshot.
+    pub fn load_ledger(&self) -> Result<SavedLedger, LogError> {
+        let corrupt = || LogError::Corrupt(0);
+        let mut saved = SavedLedger::default();
         for kv in self.tree.scan_prefix([LEDGER]) {
             let (k, v) = kv.map_err(io("read"))?;
-            let corrupt = || LogError::Corrupt(0);
             let sep = k.iter().skip(1).position(|&b| b == 0).ok_or_else(corrupt)? + 1;
             let model = std::str::from_utf8(&k[1..sep])
                 .map_err(|_| corrupt())?
                 .to_owned();
-            if k.len() != sep + 9 || v.len() != 32 {
+            if k.len() != sep + 9 || !(v.len() == 32 || v.len() == 33) {
                 return Err(corrupt());
             }
             let first = seq_of(&k);
             let last = u64::from_be_bytes(v[..8].try_into().map_err(|_| corrupt())?);
             let task = Uuid::from_slice(&v[8..24]).map_err(|_| corrupt())?;
-            out.push((
+            saved.ranges.push((
                 model,
                 StoredRange {
                     first,
                     last,
                     task,
-                    seq: seq_of(&v),
+                    seq: seq_of(&v[..32]),
+                    automatic: v.get(32).is_none_or(|&b| b != 0),
                 },
             ));
         }
-        let seq = match self.tree.get(LEDGER_SEQ).map_err(io("read"))? {
+        for kv in self.tree.scan_prefix([SCHEME]) {
+            let (k, v) = kv.map_err(io("read"))?;
+            let model = std::str::from_utf8(&k[1..]).map_err(|_| corrupt())?;
+            if !valid_model(model) || v.len() != 10 || !(1..=MAX_WIDTH).contains(&v[0]) {
+                return Err(corrupt());
+            }
+            let check_digit = check_of(v[1]).ok_or_else(corrupt)?;
+            saved.schemes.push(StoredScheme {
+                model: model.to_owned(),
+                scheme: Format {
+                    width: v[0],
+                    check_digit,
+                },
+                seq: seq_of(&v),
+            });
+        }
+        saved.position = match self.tree.get(LEDGER_SEQ).map_err(io("read"))? {
             Some(v) if v.len() == 8 => seq_of(&v),
             _ => 0,
         };
-        Ok((out, seq))
+        saved.stream = match self.tree.get(STREAM_ID).map_err(io("read"))? {
+            Some(v) => Some(i128::from_be_bytes(
+                v.as_ref().try_into().map_err(|_| corrupt())?,
+            )),
+            None => None,
+        };
+        Ok(saved)
     }
 
     /// Runs one write in its turn on the gate. Nothing the gate guards can be left half done
@@ -703,18 +790,45 @@ mod tests {
             last: 10,
             task: Uuid::new_v4(),
             seq: 3,
+            automatic: true,
         };
         let s = StoredRange {
             first: 11,
             last: 20,
             task: Uuid::new_v4(),
             seq: 7,
+            automatic: false,
         };
-        log.save_ledger(&[("0111".into(), r), ("A_b".into(), s)], Some(42))
-            .unwrap();
-        let (ranges, seq) = log.load_ledger().unwrap();
-        assert_eq!(seq, 42);
-        assert_eq!(ranges, [("0111".to_string(), r), ("A_b".to_string(), s)]);
+        let scheme = StoredScheme {
+            model: "0111".into(),
+            scheme: Format {
+                width: 9,
+                check_digit: CheckDigit::Luhn,
+            },
+            seq: 2,
+        };
+        log.save_ledger(
+            &[("0111".into(), r), ("A_b".into(), s)],
+            std::slice::from_ref(&scheme),
+            Some(42),
+        )
+        .unwrap();
+        log.save_stream(-5).unwrap();
+        let saved = log.load_ledger().unwrap();
+        assert_eq!(saved.position, 42);
+        assert_eq!(saved.stream, Some(-5));
+        assert_eq!(saved.schemes, [scheme]);
+        assert_eq!(saved.ranges, [("0111".to_string(), r), ("A_b".to_string(), s)]);
+    }
+
+    #[tokio::test]
+    async fn a_range_saved_before_the_automatic_flag_reads_as_automatic() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        let r = first_ten(Uuid::new_v4());
+        let (k, v) = ledger_kv("0111", &StoredRange { automatic: false, ..r });
+        log.tree.insert(k, &v[..32]).unwrap();
+        assert_eq!(log.load_ledger().unwrap().ranges, [("0111".to_string(), r)]);
     }
 
     /// Numbers 1 to 10 reserved for `task` at stream sequence 5.
@@ -724,6 +838,7 @@ mod tests {
             last: 10,
             task,
             seq: 5,
+            automatic: true,
         }
     }
 
@@ -770,7 +885,10 @@ mod tests {
             assert_eq!(indexed, all, "after {n} writes");
             assert_eq!(indexed, in_order[..indexed.len()], "after {n} writes");
             if !indexed.is_empty() {
-                assert_eq!(log.load_ledger().unwrap().0, [("0111".to_string(), range)]);
+                assert_eq!(
+                    log.load_ledger().unwrap().ranges,
+                    [("0111".to_string(), range)]
+                );
             }
         }
         assert_eq!(
@@ -779,7 +897,7 @@ mod tests {
         );
 
         // The snapshot: a position moved forward only with every range saved with it.
-        let before = ledger_writes(&[], Some(3));
+        let before = ledger_writes(&[], &[], Some(3));
         let ranges = [
             ("0111".to_string(), range),
             (
@@ -789,19 +907,26 @@ mod tests {
                     last: 2,
                     task: Uuid::new_v4(),
                     seq: 7,
+                    automatic: false,
                 },
             ),
         ];
-        let save = ledger_writes(&ranges, Some(7));
+        let schemes = [StoredScheme {
+            model: "A_b".into(),
+            scheme: Format::default(),
+            seq: 6,
+        }];
+        let save = ledger_writes(&ranges, &schemes, Some(7));
         for n in 0..=save.len() {
             let writes: Vec<_> = before.iter().chain(&save[..n]).cloned().collect();
-            let (saved, seq) = log_of(&writes).1.load_ledger().unwrap();
+            let saved = log_of(&writes).1.load_ledger().unwrap();
             assert!(
-                seq == 3 || saved == ranges,
-                "after {n} writes: {seq} {saved:?}"
+                saved.position == 3 || (saved.ranges == ranges && saved.schemes == schemes),
+                "after {n} writes: {saved:?}"
             );
         }
-        assert_eq!(log_of(&save).1.load_ledger().unwrap(), (ranges.to_vec(), 7));
+        let saved = log_of(&save).1.load_ledger().unwrap();
+        assert_eq!((saved.ranges, saved.position), (ranges.to_vec(), 7));
     }
 
     #[tokio::test]
@@ -840,7 +965,9 @@ mod tests {
         assert_eq!(pending, ["batch", "done"]);
         let all: Vec<_> = log.iter().map(|r| r.unwrap().1.subject).collect();
         assert_eq!(all, ["reserved", "batch", "done", "other"]);
-        let (ranges, _) = log.load_ledger().unwrap();
-        assert_eq!(ranges, [("0111".to_string(), range)]);
+        assert_eq!(
+            log.load_ledger().unwrap().ranges,
+            [("0111".to_string(), range)]
+        );
     }
 }

@@ -7,11 +7,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream::context::PublishErrorKind;
-use common::events::{EventData, GenerateRequested, RangeReserved};
+use common::events::{codes, EventData, GenerateRequested, RangeReserved};
+use common::ledger::{Applied, Plan, Range, Reservation as Folded};
 use common::{subjects, Event, Format};
 use tracing::instrument;
 
-use crate::ledger::{Plan, Range};
 use crate::log::{Entry, Granted, StoredRange};
 use crate::Shared;
 
@@ -21,15 +21,12 @@ const MAX_ATTEMPTS: usize = 1000;
 
 #[derive(Debug)]
 pub enum Reservation {
-    /// The range, and what the caller logs with the task's first entries when this call
-    /// published the reservation (see [`Granted`]).
-    Granted(Range, Option<Box<Granted>>),
-    Conflict(Range),
-    Exhausted {
-        next: u64,
-    },
+    /// The range, the model's scheme, and what the caller logs with the task's first entries
+    /// when this call published the reservation (see [`Granted`]).
+    Granted(Range, Format, Option<Box<Granted>>),
+    /// Nothing reserved: the failure code and message the task ends with.
+    Refused(&'static str, String),
 }
-
 #[derive(Debug, thiserror::Error)]
 pub enum ReserveError {
     #[error("cannot reserve: {message}")]
@@ -67,7 +64,6 @@ impl ReserveError {
 pub async fn reserve(
     shared: &Shared,
     req: &GenerateRequested,
-    format: Format,
 ) -> Result<Reservation, ReserveError> {
     let model = req.code_model.as_str();
     for _ in 0..MAX_ATTEMPTS {
@@ -76,17 +72,19 @@ pub async fn reserve(
             req.task_id,
             req.number,
             req.count,
-            format.capacity(),
+            req.format,
         );
-        let (first, last, expected) = match plan {
-            Plan::Held(r) => return Ok(Reservation::Granted(r, None)),
-            Plan::Conflict(r) => return Ok(Reservation::Conflict(r)),
-            Plan::Exhausted { next } => return Ok(Reservation::Exhausted { next }),
+        let (first, last, expected, scheme, automatic, fixes_scheme) = match plan {
+            Plan::Held(r, scheme) => return Ok(Reservation::Granted(r, scheme, None)),
             Plan::Reserve {
                 first,
                 last,
                 expected_seq,
-            } => (first, last, expected_seq),
+                scheme,
+                automatic,
+                fixes_scheme,
+            } => (first, last, expected_seq, scheme, automatic, fixes_scheme),
+            refused => return Ok(refusal(req, refused)),
         };
         let event = Event::new(
             crate::SOURCE,
@@ -95,6 +93,8 @@ pub async fn reserve(
                 code_model: model.to_owned(),
                 first,
                 last,
+                scheme: Some(scheme),
+                automatic,
             }),
         )
         .with_traceparent(common::telemetry::current_traceparent());
@@ -118,27 +118,36 @@ pub async fn reserve(
                 // Published by this call: the log keeps a copy for audits, written with the
                 // task's first entries (one write, flushed with them) or below if void.
                 let mut unlogged = None;
+                // Serialised by the server: every earlier message on the model's ledger is at
+                // or below `expected`, all folded and disjoint from ours, and the model's
+                // scheme was fixed by one of them, so the fold will grant it; no need to wait
+                // for the follower. A reservation that would fix the scheme waits: whether it
+                // meets another model's serials is decided by messages on other subjects.
+                let at_once = shared.single_replica.load(Ordering::Relaxed) && !fixes_scheme;
                 if !ack.duplicate {
                     let mut range = None;
-                    if shared.single_replica.load(Ordering::Relaxed) {
-                        // Serialised by the server: every earlier reservation of the model is
-                        // at or below `expected`, all folded and disjoint from ours, so the
-                        // fold will grant it; no need to wait for the follower.
-                        let granted = shared.ledger.write().expect("ledger lock poisoned").apply(
+                    if at_once {
+                        let range_of = Range {
+                            first,
+                            last,
+                            task: req.task_id,
+                        };
+                        let applied = shared.ledger.write().expect("ledger lock poisoned").reserve(
                             model,
                             ack.sequence,
-                            Range {
-                                first,
-                                last,
-                                task: req.task_id,
+                            Folded {
+                                range: range_of,
+                                scheme: Some(scheme),
+                                automatic,
                             },
                         );
-                        if granted {
+                        if applied == Applied::Granted {
                             let stored = StoredRange {
                                 first,
                                 last,
                                 task: req.task_id,
                                 seq: ack.sequence,
+                                automatic,
                             };
                             range = Some((model.to_owned(), stored));
                         }
@@ -153,20 +162,21 @@ pub async fn reserve(
                         range,
                     }));
                 }
-                if !shared.single_replica.load(Ordering::Relaxed) || ack.duplicate {
+                if !at_once || ack.duplicate {
                     wait_for_follower(shared, model, ack.sequence).await?;
                 }
-                let held = shared
-                    .ledger
-                    .read()
-                    .expect("ledger lock poisoned")
-                    .held(model, req.task_id);
-                if let Some(range) = held {
+                let held = {
+                    let ledger = shared.ledger.read().expect("ledger lock poisoned");
+                    ledger
+                        .held(model, req.task_id)
+                        .zip(ledger.scheme(model))
+                };
+                if let Some((range, scheme)) = held {
                     tracing::Span::current()
                         .record("first", range.first)
                         .record("last", range.last);
                     metrics::counter!("sn_reservations_total", "outcome" => "granted").increment(1);
-                    return Ok(Reservation::Granted(range, unlogged));
+                    return Ok(Reservation::Granted(range, scheme, unlogged));
                 }
                 if let Some(g) = unlogged {
                     shared.log.append_with(req.task_id, Some(&g), &[], false)?;
@@ -176,7 +186,7 @@ pub async fn reserve(
                     first,
                     last,
                     seq = ack.sequence,
-                    "an earlier reservation overlaps ours: planning again"
+                    "an earlier message on the ledger voids our reservation: planning again"
                 );
                 metrics::counter!("sn_reservations_total", "outcome" => "void").increment(1);
             }
@@ -195,6 +205,65 @@ pub async fn reserve(
         }
     }
     Err(ReserveError::Contention)
+}
+
+/// The failure a plan that reserves nothing ends the task with.
+fn refusal(req: &GenerateRequested, plan: Plan) -> Reservation {
+    let model = &req.code_model;
+    let count = req.count;
+    let (code, message) = match plan {
+        Plan::Conflict(hit) => {
+            let n = req.number.unwrap_or_default();
+            (
+                codes::RANGE_CONFLICT,
+                format!(
+                    "numbers {n}..={} overlap {}..={} issued to task {}",
+                    u128::from(n) + u128::from(count) - 1,
+                    hit.first,
+                    hit.last,
+                    hit.task
+                ),
+            )
+        }
+        Plan::Exhausted { scheme } => (
+            codes::RANGE_EXHAUSTED,
+            format!(
+                "no {count} consecutive free numbers are left for model {model} at {} digits",
+                scheme.width
+            ),
+        ),
+        Plan::TooWide { scheme } => (
+            codes::INVALID_REQUEST,
+            format!(
+                "numbers {}..={} do not fit in {} digits",
+                req.number.unwrap_or_default(),
+                u128::from(req.number.unwrap_or_default()) + u128::from(count) - 1,
+                scheme.width
+            ),
+        ),
+        Plan::FormatMismatch { scheme } => (
+            codes::FORMAT_MISMATCH,
+            format!(
+                "the request asks for {}, but model {model} has the scheme {scheme}",
+                req.format
+            ),
+        ),
+        Plan::NamespaceConflict {
+            model: other,
+            scheme,
+        } => (
+            codes::NAMESPACE_CONFLICT,
+            format!(
+                "serials of model {model} in {} could be those of model {other} ({scheme})",
+                req.format.or_default()
+            ),
+        ),
+        // Plans that reserve are handled by the caller; never passed here.
+        Plan::Held(..) | Plan::Reserve { .. } => {
+            (codes::INTERNAL, "a reservation was taken for a refusal".into())
+        }
+    };
+    Reservation::Refused(code, message)
 }
 
 async fn last_ledger_seq(shared: &Shared, model: &str) -> Result<u64, ReserveError> {

@@ -9,9 +9,10 @@ use async_nats::jetstream::stream::DirectGetErrorKind;
 use common::events::{
     codes, EventData, GenerateRequested, GeneratedBatch, TaskCompleted, TaskFailed,
 };
+use common::ledger::Range;
 use common::serial::SerialFormatter;
 use common::subjects::{self, Kind};
-use common::{Event, GenerateSpec};
+use common::{Event, Format, GenerateSpec};
 use tokio_util::sync::CancellationToken;
 use tracing::{info_span, instrument, Instrument};
 
@@ -93,53 +94,84 @@ pub async fn run(
         fail(shared, req, codes::INVALID_REQUEST, e.to_string()).await?;
         return Ok(Outcome::Failure);
     }
-    let reservation = reserve(shared, req, req.format).await;
+    let reservation = reserve(shared, req).await;
     drop(turn);
-    let (range, mut granted) = match reservation? {
-        Reservation::Granted(r, g) => (r, g),
-        Reservation::Conflict(hit) => {
-            let message = format!(
-                "numbers {}..={} overlap {}..={} issued to task {}",
-                req.number.unwrap_or_default(),
-                req.number.unwrap_or_default() + (req.count - 1),
-                hit.first,
-                hit.last,
-                hit.task
-            );
-            fail(shared, req, codes::RANGE_CONFLICT, message).await?;
-            return Ok(Outcome::Failure);
-        }
-        Reservation::Exhausted { next } => {
-            let message = format!(
-                "{} numbers from {next} do not fit in {} digits",
-                req.count, req.format.width
-            );
-            fail(shared, req, codes::RANGE_EXHAUSTED, message).await?;
+    let (range, scheme, mut granted) = match reservation? {
+        Reservation::Granted(r, scheme, g) => (r, scheme, g),
+        Reservation::Refused(code, message) => {
+            fail(shared, req, code, message).await?;
             return Ok(Outcome::Failure);
         }
     };
+    // The task's range is the only one it may ever issue from: a request that no longer
+    // matches it (another message with this task's id, or one published by hand) issues
+    // nothing at all.
+    if let Some((code, message)) = unlike_held(req, range, scheme) {
+        log_granted(shared, req.task_id, &mut granted)?;
+        fail(shared, req, code, message).await?;
+        return Ok(Outcome::Failure);
+    }
+    let serial_len = scheme.serial_len(&req.code_model);
     let per_batch = match earlier_batch_size(shared, req, range.first, &logged, redelivered).await {
         Ok(Some(size)) => size,
-        Ok(None) => batch_size(formatter_len(req), shared.work.batch_size),
+        Ok(None) => batch_size(serial_len, shared.work.batch_size),
         Err(e) => {
             log_granted(shared, req.task_id, &mut granted)?;
             return Err(e);
         }
     };
-    let generated = generate(
-        shared,
+    let job = Job {
         req,
-        range.first,
+        range,
+        scheme,
         per_batch,
-        cancel,
-        &logged,
-        &mut granted,
-    )
-    .await;
+    };
+    let generated = generate(shared, &job, cancel, &logged, &mut granted).await;
     // Logged with the first entries, unless the task stopped before writing any.
     log_granted(shared, req.task_id, &mut granted)?;
     generated?;
     Ok(Outcome::Success)
+}
+
+/// What a request asks that its task's range and scheme do not give, as a failure.
+fn unlike_held(
+    req: &GenerateRequested,
+    range: Range,
+    scheme: Format,
+) -> Option<(&'static str, String)> {
+    if req.format.resolve(Some(scheme)).is_err() {
+        return Some((
+            codes::FORMAT_MISMATCH,
+            format!(
+                "the request asks for {}, but model {} has the scheme {scheme}",
+                req.format, req.code_model
+            ),
+        ));
+    }
+    let same_first = req.number.is_none_or(|n| n == range.first);
+    (range.count() != req.count || !same_first).then(|| {
+        (
+            codes::INVALID_REQUEST,
+            format!(
+                "task {} holds numbers {}..={} ({} serials); this request asks for {} serials{}",
+                req.task_id,
+                range.first,
+                range.last,
+                range.count(),
+                req.count,
+                req.number.map(|n| format!(" from {n}")).unwrap_or_default()
+            ),
+        )
+    })
+}
+
+/// One task's work once it holds its range.
+struct Job<'a> {
+    req: &'a GenerateRequested,
+    range: Range,
+    /// The model's scheme, in which every serial of the range is written.
+    scheme: Format,
+    per_batch: u64,
 }
 
 /// The batch size an earlier run of this task used, if it published or logged a batch: a
@@ -222,16 +254,23 @@ async fn replay(shared: &Shared, logged: &[(u64, Entry)]) -> Result<Outcome, Tas
 
 async fn generate(
     shared: &Shared,
-    req: &GenerateRequested,
-    first: u64,
-    per_batch: u64,
+    job: &Job<'_>,
     cancel: &CancellationToken,
     logged: &[(u64, Entry)],
     granted: &mut Option<Box<Granted>>,
 ) -> Result<(), TaskError> {
     let started = Instant::now();
-    let formatter = SerialFormatter::new(&req.code_model, req.format);
-    let batches = req.count.div_ceil(per_batch);
+    let Job {
+        req,
+        range,
+        scheme,
+        per_batch,
+    } = *job;
+    // Only numbers of the held range: `first` and `count` come from it, never the request.
+    let (first, total) = (range.first, range.count());
+    let formatter = SerialFormatter::new(&req.code_model, scheme);
+    let serial_len = scheme.serial_len(&req.code_model);
+    let batches = total.div_ceil(per_batch);
     // Batches this replica already logged for the task (a redelivery after a crash).
     let done: HashMap<&str, (u64, &Entry)> = logged
         .iter()
@@ -249,7 +288,7 @@ async fn generate(
             return Err(TaskError::Stopped);
         }
         let first_number = first + batch * per_batch;
-        let count = per_batch.min(req.count - batch * per_batch);
+        let count = per_batch.min(total - batch * per_batch);
         let span = info_span!("batch", task_id = %req.task_id, batch, serials = count);
         let encoded = span.in_scope(|| {
             let traceparent = common::telemetry::current_traceparent();
@@ -267,7 +306,7 @@ async fn generate(
             if let Some(&logged) = done.get(id.as_str()) {
                 return Err(logged);
             }
-            let mut payload = Vec::with_capacity(count as usize * (formatter_len(req) + 3) + 512);
+            let mut payload = Vec::with_capacity(count as usize * (serial_len + 3) + 512);
             let bytes = b.encode(time::OffsetDateTime::now_utc(), &mut payload);
             Ok(Entry {
                 subject: subject.clone(),
@@ -276,7 +315,7 @@ async fn generate(
                 serials: Some(SerialsAt {
                     bytes,
                     code_model: req.code_model.clone(),
-                    format: req.format,
+                    format: scheme,
                     first: first_number,
                     count,
                 }),
@@ -301,9 +340,9 @@ async fn generate(
         EventData::Completed(TaskCompleted {
             task_id: req.task_id,
             code_model: req.code_model.clone(),
-            count: req.count,
+            count: total,
             first_serial: formatter.to_string(first),
-            last_serial: formatter.to_string(first + (req.count - 1)),
+            last_serial: formatter.to_string(range.last),
             batches,
         }),
     )
@@ -335,7 +374,7 @@ async fn generate(
     }
     outbox.drain().await?;
     metrics::counter!("sn_serials_issued_total", "code_model" => req.code_model.clone())
-        .increment(req.count);
+        .increment(total);
     metrics::histogram!("sn_generation_seconds").record(started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -348,10 +387,6 @@ fn chain_completion(shared: &Shared, batches: u64) -> bool {
     batches == 1
         && shared.single_replica.load(Ordering::Relaxed)
         && shared.running.load(Ordering::Relaxed) <= 1
-}
-
-fn formatter_len(req: &GenerateRequested) -> usize {
-    req.format.serial_len(&req.code_model)
 }
 
 fn entry_of(event: &Event) -> Entry {

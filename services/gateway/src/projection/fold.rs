@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use common::events::{EventData, GenerateRequested};
+use common::ledger::{Applied, Ledger, ModelState, Range, Reservation};
 use common::Event;
 use common::Format;
 use serde::{Deserialize, Serialize};
@@ -139,14 +140,6 @@ impl TaskView {
     }
 }
 
-/// One issued range of a model, as the gateway's ledger sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IssuedRange {
-    pub first: u64,
-    pub last: u64,
-    pub task: Uuid,
-}
-
 #[derive(Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "StoredViews")]
 pub struct Views {
@@ -154,7 +147,8 @@ pub struct Views {
     tasks: HashMap<Uuid, Arc<TaskView>>,
     /// Task ids by the stream sequence of their first event: the order of `GET /tasks`.
     order: BTreeMap<u64, Uuid>,
-    ledger: HashMap<String, BTreeMap<u64, IssuedRange>>,
+    /// Schemes and issued ranges per model, folded as the generators fold them.
+    ledger: Ledger,
     idempotency: HashMap<String, Uuid>,
     /// Tasks per state, by `State as usize`.
     counts: [u64; 4],
@@ -166,8 +160,15 @@ impl Views {
     /// Folds the event found at stream sequence `seq`; returns the task it changed.
     pub fn apply(&mut self, seq: u64, event: &Event) -> Option<Uuid> {
         self.position = self.position.max(seq);
-        let id = event.task_id();
         let model = event.data.code_model();
+        let id = match (&event.data, event.task_id()) {
+            (EventData::Declared(d), _) => {
+                self.ledger.declare(&d.code_model, seq, d.scheme);
+                return None;
+            }
+            (_, Some(id)) => id,
+            (_, None) => return None,
+        };
         let view = match self.tasks.get_mut(&id) {
             Some(v) => Arc::make_mut(v),
             None => {
@@ -187,7 +188,14 @@ impl Views {
                     return None;
                 }
                 view.count = r.count;
-                view.format = r.format;
+                if view.range.is_none() {
+                    // The scheme it will get, as far as the ledger knows now; the reservation
+                    // says for certain.
+                    view.format = r
+                        .format
+                        .resolve(self.ledger.scheme(model))
+                        .unwrap_or_else(|_| r.format.or_default());
+                }
                 if view.number.is_none() {
                     view.number = r.number;
                 }
@@ -198,29 +206,37 @@ impl Views {
                 view.request = Some(r.clone());
             }
             EventData::Reserved(r) => {
-                let ranges = self.ledger.entry(r.code_model.clone()).or_default();
-                // The first reservation in stream order holds; a later one overlapping it is
-                // void (its generator plans again), as the generators' ledger decides.
-                let overlaps = ranges
-                    .range(..=r.last)
-                    .next_back()
-                    .is_some_and(|(_, held)| held.last >= r.first);
-                if view.range.is_some() || overlaps || r.first > r.last {
+                if view.range.is_some() {
+                    return None;
+                }
+                // The first reservation in stream order holds; a later one it voids (an
+                // overlap, another scheme, a model whose serials could meet another's) issues
+                // nothing, as the generators' ledger decides.
+                let applied = self.ledger.reserve(
+                    &r.code_model,
+                    seq,
+                    Reservation {
+                        range: Range {
+                            first: r.first,
+                            last: r.last,
+                            task: id,
+                        },
+                        scheme: r.scheme,
+                        automatic: r.automatic,
+                    },
+                );
+                if applied != Applied::Granted {
                     return None;
                 }
                 view.range = Some((r.first, r.last));
                 view.number = Some(r.first);
+                if let Some(scheme) = r.scheme {
+                    view.format = scheme;
+                }
                 view.started_at.get_or_insert(event.time);
                 view.advance(State::Started);
-                ranges.insert(
-                    r.first,
-                    IssuedRange {
-                        first: r.first,
-                        last: r.last,
-                        task: id,
-                    },
-                );
             }
+            EventData::Declared(_) => return None,
             EventData::Generated(g) => {
                 if view.state.is_final() || !view.seen_batches.insert(g.batch) {
                     return None;
@@ -277,32 +293,18 @@ impl Views {
             position: self.position,
             tasks: self.tasks.clone(),
             idempotency: self.idempotency.clone(),
+            models: self.ledger.model_states().collect(),
         }
     }
 
     /// An issued range of `model` overlapping `[first, last]`, if any.
-    pub fn overlap(&self, model: &str, first: u64, last: u64) -> Option<IssuedRange> {
-        self.ledger
-            .get(model)?
-            .range(..=last)
-            .next_back()
-            .map(|(_, r)| *r)
-            .filter(|r| r.last >= first)
+    pub fn overlap(&self, model: &str, first: u64, last: u64) -> Option<Range> {
+        self.ledger.overlap(model, first, last)
     }
 
-    /// Issued ranges of every model, ordered by model then first number.
-    pub fn ledger(&self) -> impl Iterator<Item = (&str, &IssuedRange)> {
-        self.ledger
-            .iter()
-            .flat_map(|(m, r)| r.values().map(move |x| (m.as_str(), x)))
-    }
-
-    /// Models whose code starts `serial`: the candidates of a lookup.
-    pub fn models_prefixing<'a>(&'a self, serial: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.ledger
-            .keys()
-            .map(String::as_str)
-            .filter(move |m| serial.starts_with(m))
+    /// Every model's scheme and issued ranges.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
     /// Tasks newest first, from before `cursor` (a stream sequence), filtered.
@@ -388,12 +390,13 @@ struct StoredTask<'a> {
     seen_batches: Cow<'a, HashSet<u64>>,
 }
 
-/// The request's fields a view does not hold itself: its task id, model, format and time
-/// are the view's `id`, `code_model`, `format` and `created_at`.
+/// The request's fields a view does not hold itself: its task id, model and time are the
+/// view's `id`, `code_model` and `created_at`.
 #[derive(Serialize, Deserialize)]
 struct StoredRequest<'a> {
     number: Option<u64>,
     count: u64,
+    format: common::FormatRequest,
     idempotency_key: Option<Cow<'a, str>>,
 }
 
@@ -416,6 +419,7 @@ impl<'a> From<&'a TaskView> for StoredTask<'a> {
             request: t.request.as_ref().map(|r| StoredRequest {
                 number: r.number,
                 count: r.count,
+                format: r.format,
                 idempotency_key: r.idempotency_key.as_deref().map(Cow::Borrowed),
             }),
             range: t.range,
@@ -438,7 +442,7 @@ impl TryFrom<StoredTask<'_>> for TaskView {
                 code_model: code_model.clone(),
                 number: r.number,
                 count: r.count,
-                format: t.format,
+                format: r.format,
                 requested_at,
                 idempotency_key: r.idempotency_key.map(Cow::into_owned),
             }),
@@ -472,6 +476,7 @@ pub struct FrozenViews {
     position: u64,
     tasks: HashMap<Uuid, Arc<TaskView>>,
     idempotency: HashMap<String, Uuid>,
+    models: Vec<ModelState>,
 }
 
 impl FrozenViews {
@@ -480,12 +485,14 @@ impl FrozenViews {
     }
 }
 
-/// Views as a snapshot stores them: the position, the tasks and the idempotency keys. The
-/// rest (list order, ledger, counts) follows from the tasks.
+/// Views as a snapshot stores them: the position, the tasks, the idempotency keys and the
+/// models (schemes, cursors: what no task holds). The rest (list order, issued ranges,
+/// counts) follows from the tasks.
 fn serialize_views<S: serde::Serializer>(
     position: u64,
     tasks: &HashMap<Uuid, Arc<TaskView>>,
     idempotency: &HashMap<String, Uuid>,
+    models: &[ModelState],
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeStruct;
@@ -495,22 +502,35 @@ fn serialize_views<S: serde::Serializer>(
             serializer.collect_seq(self.0.values().map(|t| StoredTask::from(&**t)))
         }
     }
-    let mut s = serializer.serialize_struct("Views", 3)?;
+    let mut s = serializer.serialize_struct("Views", 4)?;
     s.serialize_field("position", &position)?;
     s.serialize_field("tasks", &Tasks(tasks))?;
     s.serialize_field("idempotency", idempotency)?;
+    s.serialize_field("models", models)?;
     s.end()
 }
 
 impl Serialize for FrozenViews {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serialize_views(self.position, &self.tasks, &self.idempotency, serializer)
+        serialize_views(
+            self.position,
+            &self.tasks,
+            &self.idempotency,
+            &self.models,
+            serializer,
+        )
     }
 }
 
 impl Serialize for Views {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serialize_views(self.position, &self.tasks, &self.idempotency, serializer)
+        serialize_views(
+            self.position,
+            &self.tasks,
+            &self.idempotency,
+            &self.ledger.model_states().collect::<Vec<_>>(),
+            serializer,
+        )
     }
 }
 
@@ -519,6 +539,7 @@ struct StoredViews {
     position: u64,
     tasks: StoredTasks,
     idempotency: HashMap<String, Uuid>,
+    models: Vec<ModelState>,
 }
 
 /// The stored tasks read straight into the map by id: a snapshot holds hundreds of
@@ -566,6 +587,14 @@ impl TryFrom<StoredViews> for Views {
             tasks: stored.tasks.0,
             ..Views::default()
         };
+        // Schemes in the order they were fixed, as the fold met them.
+        let mut models = stored.models;
+        models.sort_by_key(|m| (m.scheme.is_none(), m.scheme_seq));
+        for m in &models {
+            if m.scheme_seq > views.position || views.ledger.restore_model(m).is_err() {
+                return Err(format!("model {} cannot be restored as {m:?}", m.code_model));
+            }
+        }
         for (&id, task) in &views.tasks {
             if task.first_seq == 0 || task.first_seq > views.position {
                 return Err(format!(
@@ -577,34 +606,24 @@ impl TryFrom<StoredViews> for Views {
                 return Err(format!("two tasks start at {}", task.first_seq));
             }
             if let Some((first, last)) = task.range {
-                if !views.ledger.contains_key(&task.code_model) {
-                    views
-                        .ledger
-                        .insert(task.code_model.clone(), BTreeMap::new());
-                }
-                let ranges = views
-                    .ledger
-                    .get_mut(&task.code_model)
-                    .expect("inserted above");
-                let overlaps = ranges
-                    .range(..=last)
-                    .next_back()
-                    .is_some_and(|(_, held)| held.last >= first)
-                    || ranges
-                        .range(first..)
-                        .next()
-                        .is_some_and(|(_, held)| held.first <= last);
-                if first > last || overlaps {
-                    return Err(format!("task {id} holds {first}..={last}, which overlaps"));
-                }
-                ranges.insert(
-                    first,
-                    IssuedRange {
-                        first,
-                        last,
-                        task: id,
+                let model = &task.code_model;
+                let applied = views.ledger.reserve(
+                    model,
+                    task.first_seq,
+                    Reservation {
+                        range: Range {
+                            first,
+                            last,
+                            task: id,
+                        },
+                        scheme: views.ledger.scheme(model),
+                        // The cursor came with the model.
+                        automatic: false,
                     },
                 );
+                if applied != Applied::Granted {
+                    return Err(format!("task {id} holds {first}..={last}, which overlaps"));
+                }
             }
             views.counts[task.state as usize] += 1;
         }
@@ -637,7 +656,7 @@ mod tests {
             code_model: "0111".into(),
             number,
             count,
-            format: Format::default(),
+            format: Format::default().into(),
             requested_at: OffsetDateTime::now_utc(),
             idempotency_key: Some(format!("key-{id}")),
         }))
@@ -649,6 +668,8 @@ mod tests {
             code_model: "0111".into(),
             first,
             last,
+            scheme: Some(Format::default()),
+            automatic: true,
         }))
     }
 
@@ -714,7 +735,7 @@ mod tests {
         v.apply(5, &reserved(b, 11, 20));
         assert_eq!(v.task(&b).unwrap().range, Some((11, 20)));
         assert_eq!(v.overlap("0111", 5, 5).map(|r| r.task), Some(a));
-        assert_eq!(v.ledger().count(), 2);
+        assert_eq!(v.ledger().ranges().count(), 2);
     }
 
     #[test]
@@ -739,7 +760,7 @@ mod tests {
             seq += 1;
             twice.apply(seq, e);
         }
-        let id = events[0].task_id();
+        let id = events[0].task_id().unwrap();
         assert_eq!(once.task(&id), twice.task(&id));
         assert_eq!(twice.len(), 1);
         assert_eq!(twice.list(None, None, None, 10).0.len(), 1);

@@ -4,7 +4,7 @@
 mod fold;
 mod snapshot;
 
-pub use fold::{IssuedRange, State, TaskError, TaskView, Views};
+pub use fold::{State, TaskError, TaskView, Views};
 pub use snapshot::Snapshots;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -250,7 +250,7 @@ async fn follow(
                     "project",
                     otel.name = format!("process {}", msg.subject),
                     otel.kind = "consumer",
-                    task_id = %event.task_id(),
+                    task_id = %event.task_id().unwrap_or_default(),
                     messaging.system = "nats",
                     messaging.operation.type = "process",
                     messaging.destination.name = %msg.subject,

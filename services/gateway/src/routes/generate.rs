@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use common::events::{codes, EventData, GenerateRequested};
-use common::{Event, GenerateSpec};
+use common::{Event, Format, GenerateSpec};
 use time::OffsetDateTime;
 
 use crate::intake::{self, BODY_LIMIT};
@@ -42,6 +42,57 @@ fn same_request(spec: &GenerateSpec, earlier: &GenerateRequested) -> bool {
         && spec.format == earlier.format
 }
 
+/// What the views already show against the request: a format other than the model's scheme
+/// (422), a new model whose serials could be another's (409), a range that does not fit the
+/// scheme (422), or overlaps an issued one (409). The generator checks all of it again, as the
+/// authority; this answers at once what is already known.
+fn check_against_views(state: &AppState, spec: &GenerateSpec) -> Result<(), ApiError> {
+    let views = state.projection.views();
+    let ledger = views.ledger();
+    let model = spec.code_model.as_str();
+    let known = ledger.scheme(model);
+    let scheme = spec.format.resolve(known).map_err(|scheme| {
+        ApiError::FormatMismatch(format!(
+            "the request asks for {}, but model {model} has the scheme {scheme}",
+            spec.format
+        ))
+    })?;
+    if known.is_none() {
+        if let Some((other, s)) = ledger.meets(model, scheme) {
+            return Err(namespace_conflict(model, scheme, other, s));
+        }
+    }
+    spec.validate_in(scheme)
+        .map_err(|e| ApiError::Unprocessable {
+            field: e.field.to_owned(),
+            message: e.message,
+        })?;
+    if let Some(number) = spec.number {
+        let last = number + (spec.count - 1);
+        if let Some(hit) = ledger.overlap(model, number, last) {
+            return Err(ApiError::Conflict {
+                code: codes::RANGE_CONFLICT,
+                message: format!(
+                    "numbers {number}..={last} overlap {}..={} issued to task {}",
+                    hit.first, hit.last, hit.task
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// 409: serials of `model` in `scheme` could be those of `other` in `other_scheme`.
+pub fn namespace_conflict(model: &str, scheme: Format, other: &str, other_scheme: Format) -> ApiError {
+    ApiError::Conflict {
+        code: codes::NAMESPACE_CONFLICT,
+        message: format!(
+            "serials of model {model} ({scheme}) could be those of model {other} \
+             ({other_scheme}); choose a width that gives another serial length"
+        ),
+    }
+}
+
 fn mismatch() -> ApiError {
     ApiError::IdempotencyMismatch("Idempotency-Key was already used with a different body".into())
 }
@@ -57,11 +108,11 @@ fn mismatch() -> ApiError {
         (status = 202, description = "Accepted; Location: /tasks/{id}", body = crate::openapi::AcceptedBody),
         (status = 400, description = "Malformed JSON", body = crate::openapi::ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = crate::openapi::ErrorBody),
-        (status = 409, description = "Overlaps an issued range", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Overlaps an issued range (`range_conflict`), or the model's serials could be another model's (`namespace_conflict`)", body = crate::openapi::ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = crate::openapi::ErrorBody),
         (status = 415, description = "Not application/json", body = crate::openapi::ErrorBody),
-        (status = 422, description = "A field is invalid, or the key was used with another body", body = crate::openapi::ErrorBody),
-        (status = 503, description = "NATS unreachable; Retry-After", body = crate::openapi::ErrorBody),
+        (status = 422, description = "A field is invalid, the format differs from the model's scheme (`format_mismatch`), or the key was used with another body", body = crate::openapi::ErrorBody),
+        (status = 503, description = "NATS unreachable, or the views still catching up with the stream; Retry-After", body = crate::openapi::ErrorBody),
     ),
     security((), ("bearer" = [])),
 )]
@@ -79,6 +130,9 @@ pub async fn generate(
             message: e.message,
         })?;
     let key = intake::idempotency_key(&headers)?;
+    if !state.projection.caught_up() {
+        return Err(ApiError::CatchingUp);
+    }
     let task_id = intake::task_id_for(key.as_deref());
     tracing::Span::current().record("task_id", tracing::field::display(task_id));
 
@@ -93,23 +147,7 @@ pub async fn generate(
             };
         }
     }
-    if let Some(number) = spec.number {
-        let last = number + (spec.count - 1);
-        if let Some(hit) = state
-            .projection
-            .views()
-            .overlap(&spec.code_model, number, last)
-        {
-            return Err(ApiError::Conflict {
-                code: codes::RANGE_CONFLICT,
-                message: format!(
-                    "numbers {number}..={last} overlap {}..={} issued to task {}",
-                    hit.first, hit.last, hit.task
-                ),
-            });
-        }
-    }
-
+    check_against_views(&state, &spec)?;
     let event = Event::new(
         SOURCE,
         EventData::Requested(GenerateRequested {

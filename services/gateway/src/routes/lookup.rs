@@ -3,11 +3,9 @@
 
 use axum::extract::State;
 use axum::Json;
-use common::serial::SerialFormatter;
 use serde_json::json;
 
 use crate::extract::ApiPath;
-use crate::projection::State as TaskState;
 use crate::{ApiError, AppState};
 
 /// Which model, number and task issued a serial.
@@ -18,6 +16,7 @@ use crate::{ApiError, AppState};
     params(("serial" = String, Path, description = "A serial as printed")),
     responses(
         (status = 200, body = crate::openapi::SerialInfo),
+        (status = 400, description = "Not a serial: empty, longer than 53 characters, or a character outside A-Z a-z 0-9 _ -", body = crate::openapi::ErrorBody),
         (status = 404, description = "Never issued", body = crate::openapi::ErrorBody),
     )
 )]
@@ -25,48 +24,35 @@ pub async fn lookup(
     State(state): State<AppState>,
     ApiPath(serial): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let never = || ApiError::NotFound(format!("serial {serial:?} was never issued"));
-    if serial.is_empty() || serial.len() > 80 {
-        return Err(never());
+    // The longest serial: a 32-character code, 20 digits and a check digit.
+    const LONGEST: usize = 53;
+    let valid = serial
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if serial.is_empty() || serial.len() > LONGEST || !valid {
+        return Err(ApiError::BadRequest(format!(
+            "a serial is 1 to {LONGEST} characters of A-Z a-z 0-9 _ -"
+        )));
     }
     let views = state.projection.views();
-    for model in views.models_prefixing(&serial) {
-        let rest = &serial[model.len()..];
-        if rest.is_empty() || rest.len() > 21 {
-            continue;
-        }
-        // Every split of the rest into number (+ check digit) that some width allows.
-        for check in [false, true] {
-            let digits = if check { &rest[..rest.len() - 1] } else { rest };
-            let Ok(number) = digits.parse::<u64>() else {
-                continue;
-            };
-            if !digits.bytes().all(|b| b.is_ascii_digit()) {
-                continue;
-            }
-            let Some(hit) = views.overlap(model, number, number) else {
-                continue;
-            };
-            let Some(task) = views.task(&hit.task) else {
-                continue;
-            };
-            if !matches!(task.state, TaskState::Started | TaskState::Success) {
-                continue;
-            }
-            // The task's own format must produce exactly this serial.
-            if SerialFormatter::new(model, task.format).parse(&serial) != Some(number) {
-                continue;
-            }
-            return Ok(Json(json!({
-                "serial": serial,
-                "code_model": model,
-                "number": number,
-                "task_id": task.id,
-                "issued_at": task.started_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
-            })));
-        }
-    }
-    Err(never())
+    // The models that prefix the serial, looked up by key; the namespace rule lets at most
+    // one of them write this string.
+    let Some((model, number, range)) = views.ledger().lookup(&serial) else {
+        return Err(ApiError::NotFound(format!(
+            "serial {serial:?} was never issued"
+        )));
+    };
+    let issued_at = views
+        .task(&range.task)
+        .and_then(|t| t.started_at)
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
+    Ok(Json(json!({
+        "serial": serial,
+        "code_model": model,
+        "number": number,
+        "task_id": range.task,
+        "issued_at": issued_at,
+    })))
 }
 
 /// Issued ranges per model.
@@ -74,7 +60,7 @@ pub async fn lookup(
 pub async fn ledger(State(state): State<AppState>) -> Json<serde_json::Value> {
     let views = state.projection.views();
     let mut models: std::collections::BTreeMap<&str, Vec<serde_json::Value>> = Default::default();
-    for (model, r) in views.ledger() {
+    for (model, r) in views.ledger().ranges() {
         models
             .entry(model)
             .or_default()

@@ -4,5 +4,6 @@ pub mod generate;
 pub mod health;
 pub mod live;
 pub mod lookup;
+pub mod models;
 pub mod serials;
 pub mod tasks;
