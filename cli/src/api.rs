@@ -174,6 +174,27 @@ impl Api {
             .await
     }
 
+    /// `GET /models`, or `GET /models/{code}` with a code.
+    pub async fn models(&self, code: Option<&str>) -> Result<Value, ApiError> {
+        let url = match code {
+            Some(c) => self.url(&["models", c]),
+            None => self.url(&["models"]),
+        };
+        let reply: Reply<Value> = self
+            .json("the models", self.http.get(url).timeout(CALL_TIMEOUT))
+            .await?;
+        Ok(reply.json)
+    }
+
+    /// `PUT /models/{code}`.
+    pub async fn declare(&self, code: &str, scheme: &Value) -> Result<Value, ApiError> {
+        let req = self.http.put(self.url(&["models", code])).json(scheme);
+        let reply: Reply<Value> = self
+            .json("the declaration", req.timeout(CALL_TIMEOUT))
+            .await?;
+        Ok(reply.json)
+    }
+
     /// `GET /serials/{serial}`.
     pub async fn lookup(&self, serial: &str) -> Result<Reply<SerialView>, ApiError> {
         let req = self.http.get(self.url(&["serials", serial]));

@@ -69,6 +69,9 @@ pub enum Command {
     Watch(WatchArgs),
     /// Tell which model, number and task a serial belongs to.
     Lookup(LookupArgs),
+    /// List the models and their serial schemes; with CODE, show one; with --declare, fix
+    /// CODE's scheme before its first use.
+    Models(ModelsArgs),
     /// Run the service locally (nats-server, generator, gateway) until Ctrl-C or SIGTERM.
     Up,
 }
@@ -125,6 +128,22 @@ impl CheckDigitArg {
             CheckDigitArg::Luhn => "luhn",
         }
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ModelsArgs {
+    /// A model code: show this model (and its issued ranges).
+    pub code: Option<String>,
+    /// Declare CODE's scheme (--width, --check-digit); the same scheme again is accepted, a
+    /// different one refused.
+    #[arg(long, requires = "code")]
+    pub declare: bool,
+    /// With --declare: digits of the number part, 1 to 20 [server default: 8].
+    #[arg(long, requires = "declare")]
+    pub width: Option<u8>,
+    /// With --declare: check digit appended to each serial [server default: none].
+    #[arg(long, value_enum, requires = "declare")]
+    pub check_digit: Option<CheckDigitArg>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -208,6 +227,19 @@ mod tests {
             panic!("not generate")
         };
         assert!(args.waits());
+    }
+
+    #[test]
+    fn declaring_needs_a_model() {
+        assert!(Cli::try_parse_from(["snctl", "models", "--declare"]).is_err());
+        assert!(Cli::try_parse_from(["snctl", "models", "--width", "9"]).is_err());
+        let cli =
+            Cli::try_parse_from(["snctl", "models", "0111", "--declare", "--width", "9"]).unwrap();
+        let Command::Models(args) = cli.command else {
+            panic!("not models")
+        };
+        assert!(args.declare);
+        assert_eq!(args.width, Some(9));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::fmt::Write;
 use common::events::EventData;
 use common::serial::CheckDigit;
 use common::Event;
+use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 
 use crate::views::{Accepted, SerialView, TaskPage, TaskView};
@@ -144,6 +145,61 @@ pub fn serial(view: &SerialView) -> String {
     ])
 }
 
+/// A model's scheme as one phrase: `width 8, check digit none`.
+fn scheme(model: &Value) -> String {
+    match &model["scheme"] {
+        Value::Null => "no scheme yet".into(),
+        s => format!(
+            "width {}, check digit {}",
+            s["width"],
+            s["check_digit"].as_str().unwrap_or("?")
+        ),
+    }
+}
+
+/// One line per model: code, scheme, issued, remaining.
+pub fn models(models: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = models
+        .iter()
+        .map(|m| {
+            vec![
+                m["code_model"].as_str().unwrap_or("?").to_owned(),
+                scheme(m),
+                m["issued"].to_string(),
+                m["remaining"].to_string(),
+            ]
+        })
+        .collect();
+    table(&["MODEL", "SCHEME", "ISSUED", "REMAINING"], &rows)
+}
+
+/// One model and its first issued ranges.
+pub fn model(m: &Value) -> String {
+    let ranges = m["ranges"]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .map(|r| {
+                    format!(
+                        "{}..={} ({})",
+                        r["first"],
+                        r["last"],
+                        r["task_id"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n           ")
+        })
+        .filter(|s| !s.is_empty());
+    fields(&[
+        ("model", m["code_model"].as_str().map(str::to_owned)),
+        ("scheme", Some(scheme(m))),
+        ("issued", Some(m["issued"].to_string())),
+        ("remaining", Some(m["remaining"].to_string())),
+        ("ranges", ranges),
+    ])
+}
+
 /// One line per event: time, model, task, kind, then what the event says.
 pub fn event(ev: &Event) -> String {
     let time = ev.time.format(&Rfc3339).unwrap_or_default();
@@ -152,10 +208,7 @@ pub fn event(ev: &Event) -> String {
             let from = d
                 .number
                 .map_or_else(|| "the next free number".to_owned(), |n| n.to_string());
-            format!(
-                "requested  {} serials from {from} ({})",
-                d.count, d.format
-            )
+            format!("requested  {} serials from {from} ({})", d.count, d.format)
         }
         EventData::Reserved(d) => format!("reserved   {}..={}", d.first, d.last),
         EventData::Declared(d) => format!("declared   {}", d.scheme),
@@ -170,7 +223,10 @@ pub fn event(ev: &Event) -> String {
         EventData::Failed(d) => format!("failed     {}: {}", d.code, d.message),
     };
     // A failure message could hold a line break; the stream stays one event per line.
-    let task = ev.task_id().map(|t| t.to_string()).unwrap_or_else(|| "-".into());
+    let task = ev
+        .task_id()
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| "-".into());
     format!("{time}  {}  {task}  {what}", ev.data.code_model()).replace(['\n', '\r'], " ")
 }
 
@@ -215,6 +271,30 @@ mod tests {
         assert!(lines[0].starts_with("ID                                    STATE    MODEL"));
         assert_eq!(lines[0].find("STATE"), lines[1].find("STARTED"));
         assert_eq!(lines[2], "more: snctl tasks --cursor 42");
+    }
+
+    #[test]
+    fn models_read_as_a_table_and_a_model_as_fields() {
+        let m = serde_json::json!({
+            "code_model": "0111", "scheme": {"width": 8, "check_digit": "gs1"},
+            "issued": 10, "remaining": 99_999_990u64, "range_count": 1,
+            "ranges": [{"first": 1, "last": 10, "task_id": Uuid::nil()}]
+        });
+        let table = models(std::slice::from_ref(&m));
+        assert!(table.starts_with("MODEL"), "{table}");
+        assert!(
+            table.contains("0111  width 8, check digit gs1  10"),
+            "{table}"
+        );
+        let one = model(&m);
+        assert!(
+            one.contains("scheme     width 8, check digit gs1\n"),
+            "{one}"
+        );
+        assert!(
+            one.contains(&format!("ranges     1..=10 ({})", Uuid::nil())),
+            "{one}"
+        );
     }
 
     #[test]

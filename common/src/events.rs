@@ -43,7 +43,8 @@ pub struct GenerateRequested {
     pub number: Option<u64>,
     pub count: u64,
     /// The fields of the format the request named; the model's scheme gives the rest.
-    #[serde(default)]
+    /// Absent or null: none.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub format: FormatRequest,
     #[serde(with = "time::serde::rfc3339")]
     pub requested_at: OffsetDateTime,
@@ -64,6 +65,12 @@ pub struct RangeReserved {
     /// in older reservations, which were all read as automatic.
     #[serde(default = "yes")]
     pub automatic: bool,
+}
+
+fn null_as_default<'de, D: serde::Deserializer<'de>, T: Default + Deserialize<'de>>(
+    d: D,
+) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 fn yes() -> bool {

@@ -215,11 +215,10 @@ impl Ledger {
         if let Some(fixed) = self.scheme(model) {
             return (fixed != scheme).then_some(Void::Scheme(fixed));
         }
-        self.meets(model, scheme)
-            .map(|(other, s)| Void::Namespace {
-                model: other.to_owned(),
-                scheme: s,
-            })
+        self.meets(model, scheme).map(|(other, s)| Void::Namespace {
+            model: other.to_owned(),
+            scheme: s,
+        })
     }
 
     /// A model with a scheme whose serials `model` would meet under `scheme`. Looks only at
@@ -348,10 +347,11 @@ impl Ledger {
             Some(a) => std::ops::Bound::Excluded(a),
             None => std::ops::Bound::Unbounded,
         };
-        self.models
-            .get(model)
-            .into_iter()
-            .flat_map(move |m| m.ranges.range((lower, std::ops::Bound::Unbounded)).map(|(_, r)| r))
+        self.models.get(model).into_iter().flat_map(move |m| {
+            m.ranges
+                .range((lower, std::ops::Bound::Unbounded))
+                .map(|(_, r)| r)
+        })
     }
 
     /// Every range with its model, for snapshots.
@@ -531,9 +531,15 @@ mod tests {
         l.reserve("m", 1, res(1, 10, true));
         l.reserve("m", 2, res(21, 99_999_990, true));
         let t = Uuid::new_v4();
-        assert_eq!(reserve_at(l.plan("m", t, None, 9, any())), (99_999_991, 99_999_999));
+        assert_eq!(
+            reserve_at(l.plan("m", t, None, 9, any())),
+            (99_999_991, 99_999_999)
+        );
         assert_eq!(reserve_at(l.plan("m", t, None, 10, any())), (11, 20));
-        assert_eq!(l.plan("m", t, None, 11, any()), Plan::Exhausted { scheme: W8 });
+        assert_eq!(
+            l.plan("m", t, None, 11, any()),
+            Plan::Exhausted { scheme: W8 }
+        );
     }
 
     #[test]
@@ -542,12 +548,26 @@ mod tests {
         let a = res(1, 1000, false);
         l.reserve("m", 1, a);
         let t = Uuid::new_v4();
-        assert_eq!(l.plan("m", t, Some(500), 1000, any()), Plan::Conflict(a.range));
-        assert_eq!(l.plan("m", t, Some(1000), 1, any()), Plan::Conflict(a.range));
-        assert_eq!(reserve_at(l.plan("m", t, Some(1001), 1, any())), (1001, 1001));
+        assert_eq!(
+            l.plan("m", t, Some(500), 1000, any()),
+            Plan::Conflict(a.range)
+        );
+        assert_eq!(
+            l.plan("m", t, Some(1000), 1, any()),
+            Plan::Conflict(a.range)
+        );
+        assert_eq!(
+            reserve_at(l.plan("m", t, Some(1001), 1, any())),
+            (1001, 1001)
+        );
         l.reserve("m", 2, res(2000, 2010, false));
-        assert_eq!(reserve_at(l.plan("m", t, Some(1001), 999, any())), (1001, 1999));
-        assert!(matches!(l.plan("m", t, Some(1001), 1000, any()), Plan::Conflict(r) if r.first == 2000));
+        assert_eq!(
+            reserve_at(l.plan("m", t, Some(1001), 999, any())),
+            (1001, 1999)
+        );
+        assert!(
+            matches!(l.plan("m", t, Some(1001), 1000, any()), Plan::Conflict(r) if r.first == 2000)
+        );
         assert_eq!(
             l.plan("m", t, Some(99_999_999), 2, any()),
             Plan::TooWide { scheme: W8 }
@@ -563,10 +583,16 @@ mod tests {
         let b = res(5, 20, true);
         assert_eq!(l.reserve("m", 2, b), Applied::Void(Void::Overlap(a.range)));
         assert_eq!(l.ranges().count(), 1);
-        assert_eq!(l.plan("m", a.range.task, None, 10, any()), Plan::Held(a.range, W8));
+        assert_eq!(
+            l.plan("m", a.range.task, None, 10, any()),
+            Plan::Held(a.range, W8)
+        );
         assert_eq!(l.last_seq("m"), 2);
         // The void one's task plans past the winner.
-        assert_eq!(reserve_at(l.plan("m", b.range.task, None, 16, any())), (11, 26));
+        assert_eq!(
+            reserve_at(l.plan("m", b.range.task, None, 16, any())),
+            (11, 26)
+        );
     }
 
     #[test]
@@ -581,13 +607,19 @@ mod tests {
         assert_eq!(l.declare("7777", 5, w(9)), Applied::Void(Void::Scheme(gs1)));
         let mut other = res(424, 424, false);
         other.scheme = Some(w(9));
-        assert_eq!(l.reserve("7777", 6, other), Applied::Void(Void::Scheme(gs1)));
+        assert_eq!(
+            l.reserve("7777", 6, other),
+            Applied::Void(Void::Scheme(gs1))
+        );
         let t = Uuid::new_v4();
         let nine = FormatRequest {
             width: Some(9),
             check_digit: None,
         };
-        assert_eq!(l.plan("7777", t, Some(424), 1, nine), Plan::FormatMismatch { scheme: gs1 });
+        assert_eq!(
+            l.plan("7777", t, Some(424), 1, nine),
+            Plan::FormatMismatch { scheme: gs1 }
+        );
         // No format: the model's.
         assert!(matches!(
             l.plan("7777", t, Some(42), 1, any()),
@@ -621,12 +653,16 @@ mod tests {
                 scheme: W8
             }
         );
-        assert!(matches!(l.declare("011", 3, w(9)), Applied::Void(Void::Namespace { model, .. }) if model == "0111"));
+        assert!(
+            matches!(l.declare("011", 3, w(9)), Applied::Void(Void::Namespace { model, .. }) if model == "0111")
+        );
         // Longer codes are found too.
         assert!(matches!(l.declare("011", 3, w(9)), Applied::Void(_)));
         assert_eq!(l.declare("02", 4, w(10)), Applied::Granted);
         assert_eq!(l.declare("0333", 5, W8), Applied::Granted);
-        assert!(matches!(l.declare("0", 6, w(11)), Applied::Void(Void::Namespace { model, .. }) if model == "02" || model == "0111"));
+        assert!(
+            matches!(l.declare("0", 6, w(11)), Applied::Void(Void::Namespace { model, .. }) if model == "02" || model == "0111")
+        );
         assert_eq!(l.declare("A1", 7, W8), Applied::Granted);
         assert_eq!(l.declare("A12", 8, W8), Applied::Granted);
     }

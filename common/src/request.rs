@@ -110,7 +110,11 @@ impl GenerateSpec {
                 ));
             }
         }
-        if self.format.check_digit.is_some_and(|c| c != CheckDigit::None) {
+        if self
+            .format
+            .check_digit
+            .is_some_and(|c| c != CheckDigit::None)
+        {
             check_digit_model(&self.code_model, "format.check_digit")?;
         }
         if let Some(n) = self.number {
@@ -143,7 +147,10 @@ impl GenerateSpec {
             )),
             None if u128::from(self.count) > capacity => Err(err(
                 "count",
-                format!("{} serials do not fit in {} digits", self.count, scheme.width),
+                format!(
+                    "{} serials do not fit in {} digits",
+                    self.count, scheme.width
+                ),
             )),
             _ => Ok(()),
         }
@@ -276,7 +283,10 @@ mod tests {
                 json!({"code_model":"X","number":u64::MAX - 1,"count":3,"format":{"width":20}}),
                 "number",
             ),
-            (json!({"code_model":"X","number":u64::MAX,"count":2}), "number"),
+            (
+                json!({"code_model":"X","number":u64::MAX,"count":2}),
+                "number",
+            ),
         ];
         for (body, field) in cases {
             let e = check(body.clone()).expect_err(&body.to_string());
@@ -288,14 +298,20 @@ mod tests {
     fn widest_range_fits_exactly() {
         assert!(check(json!({"code_model":"0111","number":99_999_990,"count":10})).is_ok());
         assert!(check(json!({"code_model":"9","number":0,"count":10,"format":{"width":1,"check_digit":"luhn"}})).is_ok());
-        assert!(check(json!({"code_model":"X","number":u64::MAX - 2,"count":3,"format":{"width":20}})).is_ok());
+        assert!(check(
+            json!({"code_model":"X","number":u64::MAX - 2,"count":3,"format":{"width":20}})
+        )
+        .is_ok());
     }
 
     #[test]
     fn a_scheme_is_read_with_defaults_and_checked() {
         let f = scheme_from_json("0111", &json!({"check_digit":"gs1"})).unwrap();
         assert_eq!((f.width, f.check_digit), (8, CheckDigit::Gs1));
-        assert_eq!(scheme_from_json("0111", &json!({})).unwrap(), Format::default());
+        assert_eq!(
+            scheme_from_json("0111", &json!({})).unwrap(),
+            Format::default()
+        );
         for (model, body, field) in [
             ("AB", json!({"check_digit":"luhn"}), "check_digit"),
             ("0111", json!({"width":0}), "width"),
@@ -304,7 +320,11 @@ mod tests {
             ("a.b", json!({}), "code_model"),
             ("0111", json!([]), "body"),
         ] {
-            assert_eq!(scheme_from_json(model, &body).unwrap_err().field, field, "{body}");
+            assert_eq!(
+                scheme_from_json(model, &body).unwrap_err().field,
+                field,
+                "{body}"
+            );
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod generate;
 mod lookup;
+mod models;
 mod tasks;
 mod up;
 mod watch;
@@ -20,6 +21,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Task(args) => tasks::show(&api()?, out, args).await,
         Command::Tasks(args) => tasks::list(&api()?, out, args).await,
         Command::Lookup(args) => lookup::run(&api()?, out, args).await,
+        Command::Models(args) => models::run(&api()?, out, args).await,
         Command::Watch(args) => watch::run(&global, out, args).await,
         Command::Up => up::run(&global, out).await,
     }

@@ -24,7 +24,9 @@ pub fn could_meet(a: &str, sa: Format, b: &str, sb: Format) -> bool {
     let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
     long.len() > short.len()
         && long.as_bytes().starts_with(short.as_bytes())
-        && long.as_bytes()[short.len()..].iter().all(u8::is_ascii_digit)
+        && long.as_bytes()[short.len()..]
+            .iter()
+            .all(u8::is_ascii_digit)
 }
 
 #[cfg(test)]
@@ -66,10 +68,8 @@ mod tests {
         } else {
             vec![CheckDigit::None]
         };
-        (1u8..=4, proptest::sample::select(checks)).prop_map(|(width, check_digit)| Format {
-            width,
-            check_digit,
-        })
+        (1u8..=4, proptest::sample::select(checks))
+            .prop_map(|(width, check_digit)| Format { width, check_digit })
     }
 
     fn pair() -> impl Strategy<Value = (String, Format, String, Format)> {

@@ -5,5 +5,6 @@ mod cli;
 mod cluster;
 mod harness;
 mod pipeline;
+mod strings;
 mod telemetry;
 mod uniqueness;

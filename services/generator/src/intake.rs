@@ -369,7 +369,10 @@ fn decode(msg: &Message) -> Decoded {
     let Some(parsed) = subjects::parse(&msg.subject) else {
         return Decoded::Foreign;
     };
-    let Some(task_id) = parsed.task.filter(|_| parsed.kind == subjects::Kind::Requested) else {
+    let Some(task_id) = parsed
+        .task
+        .filter(|_| parsed.kind == subjects::Kind::Requested)
+    else {
         return Decoded::Foreign;
     };
     let problem = match Event::from_json(&msg.payload) {
@@ -412,7 +415,13 @@ fn decode(msg: &Message) -> Decoded {
 async fn refuse(shared: &Shared, msg: &Message, invalid: &GenerateRequested, message: String) {
     tracing::warn!(subject = %msg.subject, %message, "refusing a message that is not a valid request");
     let answered = match shared.log.task_entries(invalid.task_id) {
-        Ok(logged) if logged.iter().any(|(_, e)| subjects::parse(&e.subject).is_some_and(|p| p.kind.is_final())) => Ok(()),
+        Ok(logged)
+            if logged
+                .iter()
+                .any(|(_, e)| subjects::parse(&e.subject).is_some_and(|p| p.kind.is_final())) =>
+        {
+            Ok(())
+        }
         Ok(_) => task::fail(shared, invalid, codes::INVALID_REQUEST, message)
             .await
             .map_err(|e| e.to_string()),
@@ -424,7 +433,9 @@ async fn refuse(shared: &Shared, msg: &Message, invalid: &GenerateRequested, mes
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot record the failure of an invalid request yet");
-            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
         }
     }
 }

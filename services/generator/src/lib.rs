@@ -328,3 +328,57 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ledger_snapshot_is_trusted_only_for_its_own_stream() {
+        let saved = |stream, position| SavedLedger {
+            stream,
+            position,
+            ..SavedLedger::default()
+        };
+        assert!(trusted(&saved(Some(7), 40), 7, 40).is_ok());
+        assert!(trusted(&saved(Some(7), 40), 7, 90).is_ok());
+        // A log from before the stream was recorded: trusted as far as the stream reaches.
+        assert!(trusted(&saved(None, 40), 7, 40).is_ok());
+        assert!(trusted(&saved(None, 0), 7, 0).is_ok());
+        // Made again, or lost its tail.
+        assert!(trusted(&saved(Some(7), 40), 8, 90).is_err());
+        assert!(trusted(&saved(Some(7), 40), 7, 39).is_err());
+        assert!(trusted(&saved(None, 40), 7, 39).is_err());
+    }
+
+    #[test]
+    fn a_saved_ledger_folds_back_with_its_schemes_and_cursor() {
+        let task = uuid::Uuid::new_v4();
+        let saved = SavedLedger {
+            ranges: vec![(
+                "0111".into(),
+                StoredRange {
+                    first: 1,
+                    last: 10,
+                    task,
+                    seq: 4,
+                    automatic: true,
+                },
+            )],
+            schemes: vec![log::StoredScheme {
+                model: "0111".into(),
+                scheme: common::Format {
+                    width: 9,
+                    check_digit: common::CheckDigit::None,
+                },
+                seq: 4,
+            }],
+            position: 4,
+            stream: Some(1),
+        };
+        let ledger = fold_saved(&saved);
+        assert_eq!(ledger.scheme("0111").map(|s| s.width), Some(9));
+        assert_eq!(ledger.held("0111", task).map(|r| r.last), Some(10));
+        assert_eq!(ledger.cursor("0111"), 10);
+    }
+}

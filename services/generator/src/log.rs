@@ -818,7 +818,10 @@ mod tests {
         assert_eq!(saved.position, 42);
         assert_eq!(saved.stream, Some(-5));
         assert_eq!(saved.schemes, [scheme]);
-        assert_eq!(saved.ranges, [("0111".to_string(), r), ("A_b".to_string(), s)]);
+        assert_eq!(
+            saved.ranges,
+            [("0111".to_string(), r), ("A_b".to_string(), s)]
+        );
     }
 
     #[tokio::test]
@@ -826,7 +829,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = EventLog::open(dir.path()).unwrap();
         let r = first_ten(Uuid::new_v4());
-        let (k, v) = ledger_kv("0111", &StoredRange { automatic: false, ..r });
+        let (k, v) = ledger_kv(
+            "0111",
+            &StoredRange {
+                automatic: false,
+                ..r
+            },
+        );
         log.tree.insert(k, &v[..32]).unwrap();
         assert_eq!(log.load_ledger().unwrap().ranges, [("0111".to_string(), r)]);
     }

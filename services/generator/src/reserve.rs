@@ -132,15 +132,19 @@ pub async fn reserve(
                             last,
                             task: req.task_id,
                         };
-                        let applied = shared.ledger.write().expect("ledger lock poisoned").reserve(
-                            model,
-                            ack.sequence,
-                            Folded {
-                                range: range_of,
-                                scheme: Some(scheme),
-                                automatic,
-                            },
-                        );
+                        let applied = shared
+                            .ledger
+                            .write()
+                            .expect("ledger lock poisoned")
+                            .reserve(
+                                model,
+                                ack.sequence,
+                                Folded {
+                                    range: range_of,
+                                    scheme: Some(scheme),
+                                    automatic,
+                                },
+                            );
                         if applied == Applied::Granted {
                             let stored = StoredRange {
                                 first,
@@ -167,9 +171,7 @@ pub async fn reserve(
                 }
                 let held = {
                     let ledger = shared.ledger.read().expect("ledger lock poisoned");
-                    ledger
-                        .held(model, req.task_id)
-                        .zip(ledger.scheme(model))
+                    ledger.held(model, req.task_id).zip(ledger.scheme(model))
                 };
                 if let Some((range, scheme)) = held {
                     tracing::Span::current()
@@ -259,9 +261,10 @@ fn refusal(req: &GenerateRequested, plan: Plan) -> Reservation {
             ),
         ),
         // Plans that reserve are handled by the caller; never passed here.
-        Plan::Held(..) | Plan::Reserve { .. } => {
-            (codes::INTERNAL, "a reservation was taken for a refusal".into())
-        }
+        Plan::Held(..) | Plan::Reserve { .. } => (
+            codes::INTERNAL,
+            "a reservation was taken for a refusal".into(),
+        ),
     };
     Reservation::Refused(code, message)
 }

@@ -592,7 +592,10 @@ impl TryFrom<StoredViews> for Views {
         models.sort_by_key(|m| (m.scheme.is_none(), m.scheme_seq));
         for m in &models {
             if m.scheme_seq > views.position || views.ledger.restore_model(m).is_err() {
-                return Err(format!("model {} cannot be restored as {m:?}", m.code_model));
+                return Err(format!(
+                    "model {} cannot be restored as {m:?}",
+                    m.code_model
+                ));
             }
         }
         for (&id, task) in &views.tasks {

@@ -83,7 +83,12 @@ fn check_against_views(state: &AppState, spec: &GenerateSpec) -> Result<(), ApiE
 }
 
 /// 409: serials of `model` in `scheme` could be those of `other` in `other_scheme`.
-pub fn namespace_conflict(model: &str, scheme: Format, other: &str, other_scheme: Format) -> ApiError {
+pub fn namespace_conflict(
+    model: &str,
+    scheme: Format,
+    other: &str,
+    other_scheme: Format,
+) -> ApiError {
     ApiError::Conflict {
         code: codes::NAMESPACE_CONFLICT,
         message: format!(

@@ -45,7 +45,10 @@ pub async fn lookup(
     let issued_at = views
         .task(&range.task)
         .and_then(|t| t.started_at)
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        });
     Ok(Json(json!({
         "serial": serial,
         "code_model": model,

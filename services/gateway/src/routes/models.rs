@@ -34,6 +34,7 @@ const FOLD_WAIT: Duration = Duration::from_secs(2);
     responses(
         (status = 200, description = "The model already has this scheme", body = crate::openapi::ModelBody),
         (status = 201, description = "Declared", body = crate::openapi::ModelBody),
+        (status = 202, description = "Stored, not yet folded: decided in stream order like any declaration", body = crate::openapi::ModelBody),
         (status = 400, description = "Malformed JSON", body = crate::openapi::ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = crate::openapi::ErrorBody),
         (status = 409, description = "The model has another scheme (`scheme_conflict`), or its serials could be another model's (`namespace_conflict`)", body = crate::openapi::ErrorBody),
@@ -70,7 +71,10 @@ pub async fn declare(
     let accepted = intake::submit(&state, event).await?;
     // The fold decides: an earlier declaration or reservation of the model, or of a model
     // whose serials this one's could meet, voids this one.
-    state.projection.wait_for(accepted.sequence, FOLD_WAIT).await;
+    state
+        .projection
+        .wait_for(accepted.sequence, FOLD_WAIT)
+        .await;
     let views = state.projection.views();
     let ledger = views.ledger();
     match settled(ledger, &code_model, scheme)? {
@@ -81,7 +85,10 @@ pub async fn declare(
         // Not folded yet: stored, and decided in stream order like any other.
         None => Ok((
             StatusCode::ACCEPTED,
-            Json(json!({"code_model": code_model, "scheme": scheme_json(scheme)})),
+            Json(json!({
+                "code_model": code_model, "scheme": scheme_json(scheme), "issued": 0,
+                "range_count": 0, "remaining": null, "next_automatic": 1,
+            })),
         )
             .into_response()),
     }
@@ -91,9 +98,7 @@ pub async fn declare(
 /// model has it, 409 when it has another or could meet another model; `None` when open.
 fn settled(ledger: &Ledger, model: &str, scheme: Format) -> Result<Option<Response>, ApiError> {
     match ledger.scheme(model) {
-        Some(s) if s == scheme => {
-            Ok(Some(Json(model_body(ledger, model)).into_response()))
-        }
+        Some(s) if s == scheme => Ok(Some(Json(model_body(ledger, model)).into_response())),
         Some(s) => Err(ApiError::Conflict {
             code: "scheme_conflict",
             message: format!("model {model} has the scheme {s}, not {scheme}"),
@@ -134,6 +139,7 @@ const RANGES_PAGE: usize = 1000;
     ),
     responses(
         (status = 200, body = crate::openapi::ModelBody),
+        (status = 400, description = "A malformed query", body = crate::openapi::ErrorBody),
         (status = 404, description = "Never declared or used", body = crate::openapi::ErrorBody),
     )
 )]
@@ -144,7 +150,9 @@ pub async fn get_model(
 ) -> Result<Json<Value>, ApiError> {
     let views = state.projection.views();
     let ledger = views.ledger();
-    let Some(summary) = ledger.model(&code_model).filter(|m| m.scheme.is_some() || m.ranges > 0)
+    let Some(summary) = ledger
+        .model(&code_model)
+        .filter(|m| m.scheme.is_some() || m.ranges > 0)
     else {
         return Err(ApiError::NotFound(format!(
             "model {code_model:?} was never declared or used"
