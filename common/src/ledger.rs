@@ -435,7 +435,7 @@ fn gap_from(m: &ModelLedger, from: u64, count: u64, capacity: u128) -> Option<u6
         }
         at = u128::from(r.last) + 1;
     }
-    (at + u128::from(count) <= capacity).then(|| at as u64)
+    (at + u128::from(count) <= capacity).then_some(at as u64)
 }
 
 #[cfg(test)]

@@ -130,7 +130,7 @@ async fn a_model_keeps_one_scheme_so_its_numbers_never_write_the_same_string() {
     // Two first requests of a new model in different formats, at once: the first in stream
     // order fixes the scheme, the other ends in FAILURE format_mismatch; never both.
     let bodies = [
-        json!({"code_model":"8888","number":1,"count":5}),
+        json!({"code_model":"8888","number":1,"count":5,"format":{"width":8}}),
         json!({"code_model":"8888","number":10,"count":5,"format":{"width":9}}),
     ];
     let ids = join_all(bodies.iter().map(|b| submit(&gw, b.clone()))).await;

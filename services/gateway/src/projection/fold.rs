@@ -396,7 +396,9 @@ struct StoredTask<'a> {
 struct StoredRequest<'a> {
     number: Option<u64>,
     count: u64,
-    format: common::FormatRequest,
+    /// The format fields the request gave (a tuple: the wire form skips absent fields, which
+    /// a binary format cannot).
+    format: (Option<u8>, Option<common::CheckDigit>),
     idempotency_key: Option<Cow<'a, str>>,
 }
 
@@ -419,7 +421,7 @@ impl<'a> From<&'a TaskView> for StoredTask<'a> {
             request: t.request.as_ref().map(|r| StoredRequest {
                 number: r.number,
                 count: r.count,
-                format: r.format,
+                format: (r.format.width, r.format.check_digit),
                 idempotency_key: r.idempotency_key.as_deref().map(Cow::Borrowed),
             }),
             range: t.range,
@@ -442,7 +444,10 @@ impl TryFrom<StoredTask<'_>> for TaskView {
                 code_model: code_model.clone(),
                 number: r.number,
                 count: r.count,
-                format: r.format,
+                format: common::FormatRequest {
+                    width: r.format.0,
+                    check_digit: r.format.1,
+                },
                 requested_at,
                 idempotency_key: r.idempotency_key.map(Cow::into_owned),
             }),
@@ -659,7 +664,12 @@ mod tests {
             code_model: "0111".into(),
             number,
             count,
-            format: Format::default().into(),
+            // Requests without a first number name no format either, as most clients send.
+            format: if number.is_some() {
+                Format::default().into()
+            } else {
+                Default::default()
+            },
             requested_at: OffsetDateTime::now_utc(),
             idempotency_key: Some(format!("key-{id}")),
         }))
