@@ -29,7 +29,8 @@ export HTTP_ADDR="${HTTP_ADDR:-127.0.0.1:8080}" ADMIN_ADDR="${ADMIN_ADDR:-127.0.
 export DATA_DIR="${DATA_DIR:-./data/generator}"
 target/release/generator >logs/generator.log 2>&1 &
 pids+=($!)
-target/release/gateway >logs/gateway.log 2>&1 &
+# A local stack: writes are open unless API_TOKEN is set in the calling shell.
+AUTH="${AUTH:-off}" target/release/gateway >logs/gateway.log 2>&1 &
 pids+=($!)
 
 url="http://${HTTP_ADDR}"

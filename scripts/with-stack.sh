@@ -25,7 +25,7 @@ export NATS_URL="nats://127.0.0.1:$nats_port"
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break; sleep 0.1; done
 ADMIN_ADDR="127.0.0.1:$admin_port" DATA_DIR="$tmp/generator" "$bin/generator" >"$tmp/generator.log" 2>&1 &
 pids+=($!)
-HTTP_ADDR="127.0.0.1:$http_port" "$bin/gateway" >"$tmp/gateway.log" 2>&1 &
+AUTH="${AUTH:-off}" HTTP_ADDR="127.0.0.1:$http_port" "$bin/gateway" >"$tmp/gateway.log" 2>&1 &
 pids+=($!)
 export GATEWAY_URL="http://127.0.0.1:$http_port"
 ready=""

@@ -253,6 +253,8 @@ impl Service {
         let mut cmd = bins.command("gateway")?;
         cmd.env("NATS_URL", nats_url)
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+            // The benchmark's writes carry no token.
+            .env("AUTH", "off")
             .envs(env.iter().copied());
         Self::start(bins, cmd, port, folder, "gateway")
     }

@@ -1,6 +1,8 @@
-//! NATS and JetStream glue: connecting (and waiting for a server that is not up yet), the `SN`
-//! stream definition, and publishing an event with its dedup id and trace headers.
+//! NATS and JetStream glue: connecting (with credentials and TLS, and waiting for a server
+//! that is not up yet), the `SN` stream definition, and publishing an event with its dedup id
+//! and trace headers.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage, stream};
@@ -25,6 +27,15 @@ pub enum NatsError {
     },
     #[error("invalid NATS_URL {url:?}: {message}")]
     Url { url: String, message: String },
+    #[error("invalid NATS credentials settings: {0}")]
+    Settings(String),
+    #[error("cannot read NATS {what} {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("stopped while waiting for NATS at {0}")]
     Cancelled(String),
     #[error("cannot read stream {STREAM}: {0}", STREAM = subjects::STREAM)]
@@ -42,12 +53,130 @@ pub enum NatsError {
 /// whoever follows the stream through one recreates it from its own position.
 pub type Connections = watch::Receiver<u64>;
 
-/// Connects to `url`, retrying with backoff until it works or `cancel` fires: services may
-/// start before NATS does (Kubernetes, compose). Once connected, the client reconnects by
-/// itself forever.
+/// How a client proves who it is to NATS, and which certificates it trusts. At most one way to
+/// authenticate: a credentials file (JWT + nkey seed), a user and password, or an nkey seed.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    creds: Option<PathBuf>,
+    user: Option<(String, String)>,
+    /// The seed itself, read from its file once.
+    nkey: Option<String>,
+    ca: Option<PathBuf>,
+    client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("creds", &self.creds)
+            .field("user", &self.user.as_ref().map(|(u, _)| u))
+            .field("nkey", &self.nkey.as_ref().map(|_| "<redacted>"))
+            .field("ca", &self.ca)
+            .field("client_cert", &self.client_cert)
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// Checks that at most one way to authenticate is given and that every file named is
+    /// readable, so a wrong path is reported at start and not as a failed connection.
+    pub fn new(
+        creds: Option<PathBuf>,
+        user: Option<(String, String)>,
+        nkey: Option<PathBuf>,
+        ca: Option<PathBuf>,
+        client_cert: Option<(PathBuf, PathBuf)>,
+    ) -> Result<Credentials, NatsError> {
+        let ways = [creds.is_some(), user.is_some(), nkey.is_some()];
+        if ways.iter().filter(|w| **w).count() > 1 {
+            return Err(NatsError::Settings(
+                "give one of NATS_CREDS, NATS_USER/NATS_PASSWORD and NATS_NKEY".into(),
+            ));
+        }
+        let readable = |what: &'static str, path: &PathBuf| {
+            std::fs::read(path)
+                .map(|_| ())
+                .map_err(|source| NatsError::Read {
+                    what,
+                    path: path.display().to_string(),
+                    source,
+                })
+        };
+        if let Some(path) = &creds {
+            readable("credentials file", path)?;
+        }
+        if let Some(path) = &ca {
+            readable("CA certificate", path)?;
+        }
+        if let Some((cert, key)) = &client_cert {
+            readable("client certificate", cert)?;
+            readable("client key", key)?;
+        }
+        let nkey = match nkey {
+            Some(path) => Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|source| NatsError::Read {
+                        what: "nkey seed file",
+                        path: path.display().to_string(),
+                        source,
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        Ok(Credentials {
+            creds,
+            user,
+            nkey,
+            ca,
+            client_cert,
+        })
+    }
+
+    /// Anonymous, no TLS settings.
+    pub fn none() -> Credentials {
+        Credentials::default()
+    }
+
+    /// `options` with these credentials and certificates. A CA makes TLS required.
+    pub async fn apply(
+        &self,
+        mut options: async_nats::ConnectOptions,
+    ) -> Result<async_nats::ConnectOptions, NatsError> {
+        if let Some(path) = &self.creds {
+            options = options
+                .credentials_file(path)
+                .await
+                .map_err(|source| NatsError::Read {
+                    what: "credentials file",
+                    path: path.display().to_string(),
+                    source,
+                })?;
+        }
+        if let Some((user, password)) = &self.user {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(seed) = &self.nkey {
+            options = options.nkey(seed.clone());
+        }
+        if let Some(ca) = &self.ca {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let Some((cert, key)) = &self.client_cert {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        Ok(options)
+    }
+}
+
+/// Connects to `url` with `credentials`, retrying with backoff until it works or `cancel`
+/// fires: services may start before NATS does (Kubernetes, compose). Refused credentials are
+/// not retried. Once connected, the client reconnects by itself forever.
 pub async fn connect(
     url: &str,
     name: &str,
+    credentials: &Credentials,
     cancel: &CancellationToken,
 ) -> Result<(Client, Connections), NatsError> {
     // A comma-separated list of servers, as `NATS_URL` allows.
@@ -64,7 +193,9 @@ pub async fn connect(
     let mut delay = Duration::from_millis(100);
     loop {
         let connections = connections.clone();
-        let options = async_nats::ConnectOptions::new()
+        let options = credentials
+            .apply(async_nats::ConnectOptions::new())
+            .await?
             .name(name)
             .max_reconnects(None)
             .connection_timeout(Duration::from_secs(2))

@@ -308,6 +308,8 @@ pub fn spawn_gateway(nats_url: &str, env: &[(&str, &str)]) -> Service {
         .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "info,gateway=debug")
         .env_remove("API_TOKEN")
+        // Writes open unless a test passes API_TOKEN (a token set is always required).
+        .env("AUTH", "off")
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
     for (k, v) in env {
         cmd.env(k, v);
@@ -523,4 +525,55 @@ pub async fn scrape(s: &Service) -> HashMap<String, f64> {
         .unwrap()
         .starts_with("text/plain"));
     parse_prometheus(&r.text().await.unwrap())
+}
+
+/// A `nats-server` that is not started yet (its port chosen): for services that must start
+/// before NATS does. `start()` runs it.
+pub fn unstarted_nats() -> Nats {
+    let dir = tempfile::tempdir().unwrap();
+    Nats {
+        port: free_port(),
+        store: dir.path().join("js"),
+        extra: Vec::new(),
+        proc: None,
+        _dir: Some(dir),
+    }
+}
+
+/// The repository's root (where `k8s/` and `scripts/` are).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Runs a binary of the workspace to its end (bounded) with `env`; its exit status and
+/// stderr. For settings a binary must refuse before it starts anything.
+pub fn run_to_exit(name: &str, env: &[(&str, &str)], timeout: Duration) -> (ExitStatus, String) {
+    let mut cmd = Command::new(binary(name));
+    cmd.env_remove("API_TOKEN")
+        .env_remove("AUTH")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{name} did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
 }

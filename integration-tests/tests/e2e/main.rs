@@ -3,7 +3,9 @@
 
 mod cli;
 mod cluster;
+mod deploy;
 mod harness;
+mod nats_auth;
 mod pipeline;
 mod strings;
 mod telemetry;

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use common::config::{NatsArgs, TelemetryArgs, DEFAULT_MAX_COUNT};
 
 #[derive(Clone, Parser)]
@@ -19,9 +19,14 @@ pub struct Config {
     /// Address the HTTP API listens on.
     #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
-    /// When set, POST and DELETE need `Authorization: Bearer <token>`.
+    /// Writes (POST, PUT, DELETE, PATCH) need `Authorization: Bearer <token>`. Required
+    /// unless AUTH=off.
     #[arg(long, env = "API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// `off` lets the gateway start without API_TOKEN, its writes then open to anyone
+    /// (development only). A token that is set is always required, whatever this says.
+    #[arg(long, env = "AUTH", value_enum, default_value_t = Auth::Token)]
+    pub auth: Auth,
     /// Most serials one task may ask for.
     #[arg(long, env = "MAX_COUNT", default_value_t = DEFAULT_MAX_COUNT)]
     pub max_count: u64,
@@ -38,8 +43,65 @@ impl std::fmt::Debug for Config {
             .field("telemetry", &self.telemetry)
             .field("http_addr", &self.http_addr)
             .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
+            .field("auth", &self.auth)
             .field("max_count", &self.max_count)
             .field("snapshot_every", &self.snapshot_every)
             .finish()
+    }
+}
+
+/// Whether writes may go without a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Auth {
+    /// Writes need the bearer token of API_TOKEN; no token, no start.
+    Token,
+    /// No token needed when API_TOKEN is unset.
+    Off,
+}
+
+impl Config {
+    /// The token writes need, or `None` when auth was turned off explicitly. Fails closed: an
+    /// unset or empty API_TOKEN without AUTH=off is an error.
+    pub fn write_token(&self) -> Result<Option<String>, MissingToken> {
+        match (self.api_token.as_deref().filter(|t| !t.is_empty()), self.auth) {
+            (Some(token), _) => Ok(Some(token.to_owned())),
+            (None, Auth::Off) => Ok(None),
+            (None, Auth::Token) => Err(MissingToken),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "API_TOKEN is not set: set it to the bearer token that writes must carry, or set AUTH=off \
+     to run with writes open to anyone (development only)"
+)]
+pub struct MissingToken;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("gateway").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn no_token_refuses_unless_auth_is_off() {
+        assert!(parse(&[]).write_token().is_err());
+        assert!(parse(&["--api-token", ""]).write_token().is_err());
+        assert_eq!(parse(&["--auth", "off"]).write_token().unwrap(), None);
+        // A token given is required even with AUTH=off.
+        assert_eq!(
+            parse(&["--auth", "off", "--api-token", "s"])
+                .write_token()
+                .unwrap()
+                .as_deref(),
+            Some("s")
+        );
+        assert_eq!(
+            parse(&["--api-token", "s"]).write_token().unwrap().as_deref(),
+            Some("s")
+        );
     }
 }

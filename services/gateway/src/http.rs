@@ -113,6 +113,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The credentials of an `Authorization: Bearer <token>` value. The scheme name is
+/// case-insensitive (RFC 7235 section 2.1), and one or more spaces may follow it.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim_start_matches(' '))
+}
+
 /// With `API_TOKEN` set, writes need `Authorization: Bearer <token>`; reads stay open.
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(token) = &state.api_token else {
@@ -128,7 +137,7 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer)
         .unwrap_or("");
     if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
         next.run(req).await
@@ -194,5 +203,20 @@ fn method_label(method: &Method) -> SharedString {
         "POST" => SharedString::const_str("POST"),
         "HEAD" => SharedString::const_str("HEAD"),
         other => SharedString::from_owned(other.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR  t0k"] {
+            assert_eq!(bearer(value), Some("t0k"), "{value}");
+        }
+        assert_eq!(bearer("Basic dXNlcjpwdw=="), None);
+        assert_eq!(bearer("Bearert0k"), None);
+        assert_eq!(bearer("Bearer"), None);
     }
 }

@@ -12,6 +12,7 @@ mod intake;
 pub mod openapi;
 pub mod projection;
 mod routes;
+mod starting;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,15 +48,29 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds the HTTP port, connects to NATS and makes sure the stream exists.
+    /// Checks the settings (no token and no `AUTH=off` is refused), binds the HTTP port,
+    /// connects to NATS and makes sure the stream exists. While it waits for NATS, the port
+    /// already answers: `/healthz` 200, everything else 503.
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Application> {
+        let api_token = config.write_token()?;
+        if api_token.is_none() {
+            tracing::warn!("AUTH=off and no API_TOKEN: writes are open to anyone");
+        }
+        let credentials = config.nats.credentials()?;
         let listener = tokio::net::TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("cannot bind {}", config.http_addr))?;
-        let (client, connections) =
-            common::nats::connect(&config.nats.nats_url, "gateway", &shutdown).await?;
+        let (listener, starting) = starting::answer(listener)?;
+        let (client, connections) = common::nats::connect(
+            &config.nats.nats_url,
+            "gateway",
+            &credentials,
+            &shutdown,
+        )
+        .await?;
         let js = jetstream::new(client.clone());
         common::nats::ensure_stream_retrying(&js, config.nats.stream(), &shutdown).await?;
+        starting.stop();
         let snapshots = match config.snapshot_every {
             0 => None,
             every => match Snapshots::open(&js, config.nats.stream_replicas, every).await {
@@ -73,7 +88,7 @@ impl Application {
                 client,
                 js: js.clone(),
             }),
-            api_token: config.api_token.filter(|t| !t.is_empty()).map(Arc::from),
+            api_token: api_token.map(Arc::from),
             max_count: config.max_count,
             shutdown: shutdown.clone(),
         };

@@ -1,4 +1,5 @@
-//! Health, readiness and Prometheus metrics on `ADMIN_ADDR`.
+//! Health, readiness and Prometheus metrics on `ADMIN_ADDR`; at start, while NATS is
+//! awaited, `/healthz` alone.
 
 use std::sync::{Arc, OnceLock};
 
@@ -117,4 +118,39 @@ pub async fn serve(
     {
         tracing::error!(error = %e, "admin server failed");
     }
+}
+
+/// Stops the start-up answers when dropped; the admin server then takes over the socket.
+pub struct Starting(CancellationToken);
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Answers `/healthz` (200) and nothing else (503) on a second handle of `listener`'s socket
+/// until the returned guard is dropped, so a liveness probe does not restart a generator that
+/// waits for a slow NATS. Gives `listener` back for the admin server: both handles accept from
+/// the same queue, so no connection is refused in between.
+pub fn answer_while_starting(
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<(tokio::net::TcpListener, Starting)> {
+    let socket = listener.into_std()?;
+    let twin = tokio::net::TcpListener::from_std(socket.try_clone()?)?;
+    let listener = tokio::net::TcpListener::from_std(socket)?;
+    let stop = CancellationToken::new();
+    let until = stop.clone();
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(|| async { (StatusCode::SERVICE_UNAVAILABLE, "starting: waiting for NATS") });
+    tokio::spawn(async move {
+        let served = axum::serve(twin, app)
+            .with_graceful_shutdown(async move { until.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "start-up admin answers failed");
+        }
+    });
+    Ok((listener, Starting(stop)))
 }

@@ -94,11 +94,16 @@ impl Application {
         let admin = tokio::net::TcpListener::bind(config.admin_addr)
             .await
             .with_context(|| format!("cannot bind admin address {}", config.admin_addr))?;
+        // Live (`/healthz`) while NATS and the stream are awaited; ready only once running.
+        let (admin, starting) = admin::answer_while_starting(admin)?;
+        let credentials = config.nats.credentials()?;
         let (client, connections) =
-            common::nats::connect(&config.nats.nats_url, "generator", &shutdown).await?;
+            common::nats::connect(&config.nats.nats_url, "generator", &credentials, &shutdown)
+                .await?;
         let js = jetstream::new(client.clone());
         let stream =
             common::nats::ensure_stream_retrying(&js, config.nats.stream(), &shutdown).await?;
+        drop(starting);
         let info = stream.cached_info();
         let replicas = info.config.num_replicas;
         let created = info.created.unix_timestamp_nanos();

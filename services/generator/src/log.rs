@@ -9,8 +9,10 @@
 //! - `l` + model + 0 + first (u64 BE) -> last (u64 BE) + task (16 bytes) + stream seq (u64 BE)
 //!   + automatic (1 byte; absent in older logs, read as automatic): the ledger snapshot's ranges.
 //! - `s` + model -> width, check digit, stream seq (u64 BE): the ledger snapshot's schemes.
-//! - `m` + name: the ledger's stream position (u64 BE), and the identity of the stream the
-//!   snapshot was folded from (its creation time, i128 BE nanoseconds).
+//! - `m` + name: the ledger's stream position (u64 BE), the identity of the stream the
+//!   snapshot was folded from (its creation time, i128 BE nanoseconds), and the version of
+//!   this layout that wrote the log (u32 BE; absent in logs from before it was recorded,
+//!   which are version 1).
 //!
 //! Every write is single-key inserts and removes in a chosen order, never a `sled::Batch`:
 //! sled 0.34 writes each batch as two or three I/O buffers of its own (it rolls the buffer
@@ -37,6 +39,12 @@ const SCHEME: u8 = b's';
 /// Under the `m` prefix.
 const LEDGER_SEQ: &[u8] = b"mledger_seq";
 const STREAM_ID: &[u8] = b"mstream_created";
+const VERSION: &[u8] = b"mversion";
+
+/// The layout of the log this build writes. Raise it when a change makes older builds
+/// misread the log; a build refuses a log whose version is higher than its own, so a
+/// generator rolled back onto a newer log stops with a clear error instead of misreading it.
+pub const LOG_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -52,6 +60,12 @@ pub enum LogError {
         #[source]
         source: sled::Error,
     },
+    #[error(
+        "the event log in {path} was written by a newer generator (log version {found}; this \
+         one reads up to {LOG_VERSION}): run that version or a later one, do not roll back \
+         onto this log"
+    )]
+    Newer { path: String, found: u32 },
     #[error("event log entry {0} is corrupt")]
     Corrupt(u64),
 }
@@ -357,6 +371,23 @@ impl EventLog {
         };
         let db = sled::Config::new().path(dir).open().map_err(open)?;
         let tree = db.open_tree("log").map_err(open)?;
+        match tree.get(VERSION).map_err(open)? {
+            Some(v) => {
+                let found = <[u8; 4]>::try_from(&v[..])
+                    .map(u32::from_be_bytes)
+                    .unwrap_or(u32::MAX);
+                if found > LOG_VERSION {
+                    return Err(LogError::Newer {
+                        path: dir.display().to_string(),
+                        found,
+                    });
+                }
+            }
+            None => {
+                tree.insert(VERSION, &LOG_VERSION.to_be_bytes())
+                    .map_err(open)?;
+            }
+        }
         Ok(EventLog {
             db,
             tree,
@@ -749,6 +780,27 @@ mod tests {
         assert!(read[0].payload.len() > 100_000);
         let pending: Vec<Entry> = log.pending().unwrap().into_iter().map(|(_, e)| e).collect();
         assert_eq!(pending, written);
+    }
+
+    #[test]
+    fn a_log_written_by_a_newer_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // A new log records the version that wrote it, and opens again.
+        drop(EventLog::open(dir.path()).unwrap());
+        let log = EventLog::open(dir.path()).unwrap();
+        assert_eq!(
+            log.tree.get(VERSION).unwrap().as_deref(),
+            Some(&LOG_VERSION.to_be_bytes()[..])
+        );
+        // As a later build would leave it.
+        log.tree
+            .insert(VERSION, &(LOG_VERSION + 1).to_be_bytes())
+            .unwrap();
+        log.tree.flush().unwrap();
+        drop(log);
+        let err = EventLog::open(dir.path()).err().expect("a newer log is refused");
+        assert!(matches!(err, LogError::Newer { found, .. } if found == LOG_VERSION + 1));
+        assert!(err.to_string().contains("newer generator"), "{err}");
     }
 
     #[test]

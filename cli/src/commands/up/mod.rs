@@ -192,6 +192,8 @@ pub async fn run(global: &Global, out: Output) -> Result<(), Error> {
     command
         .env("NATS_URL", &nats_url)
         .env("HTTP_ADDR", &http_addr);
+    // Without --token (API_TOKEN), writes are open: this is a local stack.
+    command.env("AUTH", "off");
     if let Some(token) = &global.token {
         command.env("API_TOKEN", token);
     }
