@@ -149,11 +149,20 @@ pub fn serial(view: &SerialView) -> String {
 fn scheme(model: &Value) -> String {
     match &model["scheme"] {
         Value::Null => "no scheme yet".into(),
-        s => format!(
-            "width {}, check digit {}",
-            s["width"],
-            s["check_digit"].as_str().unwrap_or("?")
-        ),
+        s => {
+            let mut text = format!(
+                "width {}, check digit {}",
+                s["width"],
+                s["check_digit"].as_str().unwrap_or("?")
+            );
+            if s["order"] == "random" {
+                text.push_str(", random order");
+            }
+            if let Some(d) = s["density"].as_str() {
+                text.push_str(&format!(", density {d}"));
+            }
+            text
+        }
     }
 }
 
@@ -283,7 +292,7 @@ mod tests {
         let table = models(std::slice::from_ref(&m));
         assert!(table.starts_with("MODEL"), "{table}");
         assert!(
-            table.contains("0111  width 8, check digit gs1  10"),
+            table.contains("0111   width 8, check digit gs1  10 "),
             "{table}"
         );
         let one = model(&m);

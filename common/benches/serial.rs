@@ -21,6 +21,7 @@ fn formatter(check_digit: CheckDigit) -> SerialFormatter {
         Format {
             width: 8,
             check_digit,
+            ..Format::default()
         },
     )
 }

@@ -474,6 +474,7 @@ mod tests {
             Format {
                 width: 3,
                 check_digit: crate::serial::CheckDigit::Luhn,
+                ..Format::default()
             },
         );
         let batch = GeneratedBatch {

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use uuid::Uuid;
 
-use crate::serial::{could_meet, Format, FormatRequest, SerialFormatter};
+use crate::serial::{could_meet, Format, FormatRequest, Keyring, SerialFormatter};
 
 /// Numbers `first..=last` issued to `task`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,12 +321,14 @@ impl Ledger {
 
     /// The model, number and range behind `serial`, if it was issued. Looks up the models
     /// that are a prefix of it (at most 32), never every model; the namespace rule lets at
-    /// most one of them write it.
-    pub fn lookup(&self, serial: &str) -> Option<(&str, u64, Range)> {
+    /// most one of them write it. A random-order model's serial is inverted with its key
+    /// from `keys` (not found without it).
+    pub fn lookup(&self, serial: &str, keys: &Keyring) -> Option<(&str, u64, Range)> {
         (1..serial.len().min(33)).find_map(|n| {
             let (code, m) = self.models.get_key_value(serial.get(..n)?)?;
             let scheme = m.scheme?;
-            let number = SerialFormatter::new(code, scheme).parse(serial)?;
+            let formatter = SerialFormatter::keyed(code, scheme, keys).ok()?;
+            let number = formatter.parse(serial)?;
             let range = overlap(m, number, number)?;
             Some((code.as_str(), number, range))
         })
@@ -443,15 +445,13 @@ mod tests {
     use super::*;
     use crate::serial::CheckDigit;
 
-    const W8: Format = Format {
-        width: 8,
-        check_digit: CheckDigit::None,
-    };
+    const W8: Format = Format::new(8, CheckDigit::None);
 
     fn w(width: u8) -> Format {
         Format {
             width,
             check_digit: CheckDigit::None,
+            ..Format::default()
         }
     }
 
@@ -601,6 +601,7 @@ mod tests {
         let gs1 = Format {
             width: 8,
             check_digit: CheckDigit::Gs1,
+            ..Format::default()
         };
         assert_eq!(l.declare("7777", 3, gs1), Applied::Granted);
         assert_eq!(l.declare("7777", 4, gs1), Applied::Repeat);
@@ -614,7 +615,7 @@ mod tests {
         let t = Uuid::new_v4();
         let nine = FormatRequest {
             width: Some(9),
-            check_digit: None,
+            ..FormatRequest::default()
         };
         assert_eq!(
             l.plan("7777", t, Some(424), 1, nine),
@@ -644,7 +645,7 @@ mod tests {
         assert_eq!(l.scheme("01"), None);
         let ten = FormatRequest {
             width: Some(10),
-            check_digit: None,
+            ..FormatRequest::default()
         };
         assert_eq!(
             l.plan("01", Uuid::new_v4(), None, 1, ten),
@@ -673,11 +674,12 @@ mod tests {
         let a = res(1, 10, true);
         l.reserve("0111", 1, a);
         l.declare("02", 2, w(10));
-        assert_eq!(l.lookup("011100000005"), Some(("0111", 5, a.range)));
-        assert_eq!(l.lookup("011100000011"), None);
-        assert_eq!(l.lookup("0200000000001"), None);
-        assert_eq!(l.lookup("0111é0000005"), None);
-        assert_eq!(l.lookup(""), None);
+        let keys = Keyring::default();
+        assert_eq!(l.lookup("011100000005", &keys), Some(("0111", 5, a.range)));
+        assert_eq!(l.lookup("011100000011", &keys), None);
+        assert_eq!(l.lookup("0200000000001", &keys), None);
+        assert_eq!(l.lookup("0111é0000005", &keys), None);
+        assert_eq!(l.lookup("", &keys), None);
     }
 
     #[test]

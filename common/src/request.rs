@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::serial::{CheckDigit, Format, FormatRequest, MAX_WIDTH};
+use crate::serial::ff1;
+use crate::serial::{CheckDigit, Format, FormatRequest, Order, MAX_WIDTH};
 
 /// A request for `count` serials of `code_model`, starting at `number` (or the next free one),
 /// in the model's scheme (`format` names the fields the client gave).
@@ -75,6 +76,14 @@ impl GenerateSpec {
                     None | Some(Value::Null) => None,
                     Some(v) => Some(parse_check_digit(v, "format.check_digit")?),
                 },
+                order: match f.get("order") {
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(parse_order(v, "format.order")?),
+                },
+                one_in: match f.get("density") {
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(parse_density(v, "format.density")?),
+                },
             },
             Some(_) => return Err(err("format", "must be an object")),
         };
@@ -133,9 +142,27 @@ impl GenerateSpec {
     }
 
     /// The rules that depend on the scheme the request is written in: the range fits its
-    /// width.
+    /// width (and its density).
     pub fn validate_in(&self, scheme: Format) -> Result<(), FieldError> {
+        check_scheme(scheme, "format")?;
         let capacity = scheme.capacity();
+        let end = u128::from(self.number.unwrap_or(0)) + u128::from(self.count);
+        if let (Some(one_in), true) = (scheme.one_in, end > capacity) {
+            let field = if self.number.is_some() {
+                "number"
+            } else {
+                "count"
+            };
+            return Err(err(
+                field,
+                format!(
+                    "numbers up to {} at 1 in {one_in} issued need a width of {} digits, not {}",
+                    end - 1,
+                    width_for(end, one_in),
+                    scheme.width
+                ),
+            ));
+        }
         match self.number {
             Some(n) if u128::from(n) + u128::from(self.count) > capacity => Err(err(
                 "number",
@@ -181,7 +208,103 @@ pub fn scheme_from_json(code_model: &str, body: &Value) -> Result<Format, FieldE
     if check_digit != CheckDigit::None {
         check_digit_model(code_model, "check_digit")?;
     }
-    Ok(Format { width, check_digit })
+    let order = match obj.get("order") {
+        None | Some(Value::Null) => d.order,
+        Some(v) => parse_order(v, "order")?,
+    };
+    let one_in = match obj.get("density") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(parse_density(v, "density")?),
+    };
+    let scheme = Format {
+        width,
+        check_digit,
+        order,
+        key_id: None,
+        one_in,
+    };
+    check_scheme(scheme, "")?;
+    Ok(scheme)
+}
+
+/// What a scheme needs of itself: a random order 6 to 19 digits wide (FF1's smallest domain,
+/// and numbers that fit 64 bits), a density only with a random order and with room for at
+/// least one number. `prefix` is where the fields sit (`format` in a request).
+pub fn check_scheme(scheme: Format, prefix: &str) -> Result<(), FieldError> {
+    let name = |field: &'static str| -> &'static str {
+        match (prefix, field) {
+            ("", f) => f,
+            (_, "width") => "format.width",
+            (_, "order") => "format.order",
+            _ => "format.density",
+        }
+    };
+    if scheme.order == Order::Random && !(ff1::MIN_DIGITS..=ff1::MAX_DIGITS).contains(&scheme.width)
+    {
+        return Err(err(
+            name("width"),
+            format!(
+                "the random order needs a width of {} to {} digits",
+                ff1::MIN_DIGITS,
+                ff1::MAX_DIGITS
+            ),
+        ));
+    }
+    if let Some(one_in) = scheme.one_in {
+        if scheme.order != Order::Random {
+            return Err(err(name("density"), "needs the random order"));
+        }
+        if scheme.capacity() == 0 {
+            return Err(err(
+                name("width"),
+                format!(
+                    "1 in {one_in} issued needs a width of at least {} digits",
+                    width_for(1, one_in)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The smallest width whose numbers, 1 in `one_in` of them issued, reach `numbers`.
+fn width_for(numbers: u128, one_in: u64) -> u32 {
+    let need = numbers.saturating_mul(u128::from(one_in));
+    (1..=39).find(|w| 10u128.pow(*w) >= need).unwrap_or(39)
+}
+
+fn parse_order(v: &Value, field: &'static str) -> Result<Order, FieldError> {
+    v.as_str()
+        .and_then(Order::parse)
+        .ok_or_else(|| err(field, "must be one of sequential, random"))
+}
+
+/// `density`: the share of the width's numbers ever issued, as a number in (0, 1] or
+/// `"1/N"`; returned as N ("1 in N").
+fn parse_density(v: &Value, field: &'static str) -> Result<u64, FieldError> {
+    let bad = || err(field, "must be a fraction such as 0.0001 or \"1/10000\"");
+    let one_in = match v {
+        Value::String(s) => s
+            .strip_prefix("1/")
+            .and_then(|n| n.parse::<u64>().ok())
+            .ok_or_else(bad)?,
+        Value::Number(n) => {
+            let d = n
+                .as_f64()
+                .filter(|d| *d > 0.0 && *d <= 1.0)
+                .ok_or_else(bad)?;
+            let inverse = (1.0 / d).round();
+            if inverse > 1e18 {
+                return Err(bad());
+            }
+            inverse as u64
+        }
+        _ => return Err(bad()),
+    };
+    if one_in == 0 {
+        return Err(bad());
+    }
+    Ok(one_in)
 }
 
 fn parse_width(v: &Value, field: &'static str) -> Result<u8, FieldError> {
@@ -302,6 +425,46 @@ mod tests {
             json!({"code_model":"X","number":u64::MAX - 2,"count":3,"format":{"width":20}})
         )
         .is_ok());
+    }
+
+    #[test]
+    fn a_random_scheme_needs_its_width_and_a_density_its_order() {
+        let f = scheme_from_json("0111", &json!({"order":"random","density":"1/10000"})).unwrap();
+        assert_eq!(
+            (f.order, f.one_in, f.width),
+            (Order::Random, Some(10_000), 8)
+        );
+        assert_eq!(f.capacity(), 10_000);
+        let f = scheme_from_json("0111", &json!({"order":"random","density":0.001})).unwrap();
+        assert_eq!(f.one_in, Some(1000));
+        for (body, field, says) in [
+            (json!({"order":"random","width":5}), "width", "6 to 19"),
+            (json!({"order":"random","width":20}), "width", "6 to 19"),
+            (json!({"density":"1/10"}), "density", "random"),
+            (
+                json!({"order":"random","width":6,"density":"1/10000000"}),
+                "width",
+                "7 digits",
+            ),
+            (json!({"order":"shuffled"}), "order", "sequential, random"),
+            (json!({"order":"random","density":2}), "density", "fraction"),
+            (
+                json!({"order":"random","density":"1/0"}),
+                "density",
+                "fraction",
+            ),
+        ] {
+            let e = scheme_from_json("0111", &body).unwrap_err();
+            assert_eq!(e.field, field, "{body}");
+            assert!(e.message.contains(says), "{body}: {}", e.message);
+        }
+        // A request past what a sparse scheme issues names the width it would need.
+        let spec = GenerateSpec::from_json(&json!({"code_model":"0111","count":20000}), 10_000_000)
+            .unwrap();
+        let sparse =
+            scheme_from_json("0111", &json!({"order":"random","density":"1/10000"})).unwrap();
+        let e = spec.validate_in(sparse).unwrap_err();
+        assert!(e.message.contains("width of 9 digits"), "{}", e.message);
     }
 
     #[test]

@@ -5,10 +5,15 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod ff1;
+pub mod keys;
 mod namespace;
 mod range;
 
+pub use keys::{KeyError, Keyring};
 pub use namespace::could_meet;
+
+use ff1::Permutation;
 
 pub const DEFAULT_WIDTH: u8 = 8;
 pub const MAX_WIDTH: u8 = 20;
@@ -89,27 +94,74 @@ fn check_from_sum(sum: u32) -> u8 {
     b'0' + ((10 - sum % 10) % 10) as u8
 }
 
+/// The order a model's numbers are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Number n is written as n.
+    #[default]
+    Sequential,
+    /// Number n is written as `P_k(n)`, a keyed permutation of `[0, 10^width)` (FF1, see
+    /// `ff1`): distinct numbers still give distinct serials, and neighbours cannot be guessed.
+    Random,
+}
+
+impl Order {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Order::Sequential => "sequential",
+            Order::Random => "random",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Order> {
+        match s {
+            "sequential" => Some(Order::Sequential),
+            "random" => Some(Order::Random),
+            _ => None,
+        }
+    }
+}
+
 /// A model's serial scheme: how every number of the model is written. Fixed per model by its
 /// first declaration or reservation (see `ledger`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Format {
     pub width: u8,
     pub check_digit: CheckDigit,
+    #[serde(default)]
+    pub order: Order,
+    /// Random order: the id of the master key the model's key is derived from (see `keys`).
+    #[serde(default)]
+    pub key_id: Option<u32>,
+    /// Random order: only 1 in `one_in` of the width's numbers is ever issued, so a guessed
+    /// serial is valid with a probability below `1 / one_in`.
+    #[serde(default)]
+    pub one_in: Option<u64>,
 }
 
 impl Default for Format {
     fn default() -> Self {
-        Format {
-            width: DEFAULT_WIDTH,
-            check_digit: CheckDigit::None,
-        }
+        Format::new(DEFAULT_WIDTH, CheckDigit::None)
     }
 }
 
 impl Format {
-    /// One past the highest number this width can hold (`10^width`), as u128 so width 20 fits.
+    /// A sequential scheme.
+    pub const fn new(width: u8, check_digit: CheckDigit) -> Format {
+        Format {
+            width,
+            check_digit,
+            order: Order::Sequential,
+            key_id: None,
+            one_in: None,
+        }
+    }
+
+    /// One past the highest number this scheme issues: `10^width`, or `10^width / one_in`
+    /// for a sparse one. As u128 so width 20 fits.
     pub fn capacity(self) -> u128 {
-        10u128.pow(u32::from(self.width))
+        10u128.pow(u32::from(self.width)) / u128::from(self.one_in.unwrap_or(1).max(1))
     }
 
     /// Length in bytes of every serial of `model` in this format.
@@ -125,7 +177,14 @@ impl std::fmt::Display for Format {
             "width {}, check digit {}",
             self.width,
             self.check_digit.as_str()
-        )
+        )?;
+        if self.order == Order::Random {
+            f.write_str(", random order")?;
+        }
+        if let Some(n) = self.one_in {
+            write!(f, ", 1 in {n} issued")?;
+        }
+        Ok(())
     }
 }
 
@@ -138,6 +197,11 @@ pub struct FormatRequest {
     pub width: Option<u8>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_digit: Option<CheckDigit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<Order>,
+    /// `density` as 1 in this many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_in: Option<u64>,
 }
 
 impl From<Format> for FormatRequest {
@@ -145,13 +209,15 @@ impl From<Format> for FormatRequest {
         FormatRequest {
             width: Some(f.width),
             check_digit: Some(f.check_digit),
+            order: Some(f.order),
+            one_in: f.one_in,
         }
     }
 }
 
 impl FormatRequest {
     pub fn is_empty(&self) -> bool {
-        self.width.is_none() && self.check_digit.is_none()
+        *self == FormatRequest::default()
     }
 
     /// The scheme a request gets: the model's when it has one (every field given must match
@@ -160,7 +226,9 @@ impl FormatRequest {
         match model_scheme {
             Some(scheme) => {
                 let same = self.width.is_none_or(|w| w == scheme.width)
-                    && self.check_digit.is_none_or(|c| c == scheme.check_digit);
+                    && self.check_digit.is_none_or(|c| c == scheme.check_digit)
+                    && self.order.is_none_or(|o| o == scheme.order)
+                    && self.one_in.is_none_or(|n| Some(n) == scheme.one_in);
                 if same {
                     Ok(scheme)
                 } else {
@@ -177,6 +245,7 @@ impl FormatRequest {
         Format {
             width: self.width.unwrap_or(d.width),
             check_digit: self.check_digit.unwrap_or(d.check_digit),
+            ..Format::default()
         }
     }
 }
@@ -189,6 +258,12 @@ impl std::fmt::Display for FormatRequest {
         }
         if let Some(c) = self.check_digit {
             parts.push(format!("check digit {}", c.as_str()));
+        }
+        if let Some(o) = self.order {
+            parts.push(format!("{} order", o.as_str()));
+        }
+        if let Some(n) = self.one_in {
+            parts.push(format!("1 in {n} issued"));
         }
         if parts.is_empty() {
             f.write_str("the model's scheme")
@@ -203,14 +278,39 @@ impl std::fmt::Display for FormatRequest {
 pub struct SerialFormatter {
     model: String,
     format: Format,
+    /// Random order: the model's permutation.
+    permutation: Option<Permutation>,
 }
 
 impl SerialFormatter {
+    /// The formatter of a sequential scheme (a random one needs its key: see
+    /// [`SerialFormatter::keyed`]).
     pub fn new(model: &str, format: Format) -> Self {
         SerialFormatter {
             model: model.to_owned(),
             format,
+            permutation: None,
         }
+    }
+
+    /// The formatter of any scheme: a random-order one takes the model's key from `keys`.
+    pub fn keyed(model: &str, format: Format, keys: &Keyring) -> Result<Self, KeyError> {
+        let permutation = match format.order {
+            Order::Sequential => None,
+            Order::Random => {
+                let id = format.key_id.ok_or(KeyError::NoKey)?;
+                Some(keys.permutation(id, model, format.width)?)
+            }
+        };
+        Ok(SerialFormatter {
+            model: model.to_owned(),
+            format,
+            permutation,
+        })
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
     }
 
     /// Appends the serial of `number` to `out`. The caller has checked that the number fits
@@ -219,7 +319,10 @@ impl SerialFormatter {
         let start = out.len();
         out.extend_from_slice(self.model.as_bytes());
         let mut digits = [b'0'; 20];
-        let mut n = number;
+        let mut n = match &self.permutation {
+            Some(p) => p.apply(number),
+            None => number,
+        };
         let mut i = digits.len();
         while n > 0 {
             i -= 1;
@@ -253,7 +356,11 @@ impl SerialFormatter {
         if !digits.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        let number: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+        let written: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+        let number = match &self.permutation {
+            Some(p) => p.invert(written),
+            None => written,
+        };
         (self.to_string(number) == serial).then_some(number)
     }
 }
@@ -263,14 +370,39 @@ mod tests {
     use super::*;
 
     fn fmt(model: &str, width: u8, check: CheckDigit, n: u64) -> String {
-        SerialFormatter::new(
-            model,
-            Format {
-                width,
-                check_digit: check,
-            },
-        )
-        .to_string(n)
+        SerialFormatter::new(model, Format::new(width, check)).to_string(n)
+    }
+
+    #[test]
+    fn a_random_order_writes_a_permutation_and_parses_it_back() {
+        let keys = Keyring::parse(Some("a master key of the tests that is long")).unwrap();
+        let format = Format {
+            order: Order::Random,
+            key_id: Some(keys.current().unwrap()),
+            ..Format::new(8, CheckDigit::Gs1)
+        };
+        let f = SerialFormatter::keyed("0111", format, &keys).unwrap();
+        let serials: Vec<String> = (1..=1000).map(|n| f.to_string(n)).collect();
+        let distinct: std::collections::HashSet<_> = serials.iter().collect();
+        assert_eq!(distinct.len(), 1000);
+        let sequential = SerialFormatter::new("0111", Format::new(8, CheckDigit::Gs1));
+        let same = (1..=1000)
+            .filter(|&n| serials[n as usize - 1] == sequential.to_string(n))
+            .count();
+        assert!(same < 5, "{same} serials kept their sequential place");
+        for (n, s) in (1..=1000).zip(&serials) {
+            assert_eq!(s.len(), 13);
+            assert_eq!(f.parse(s), Some(n));
+        }
+        // The range writer agrees with one at a time.
+        let mut out = Vec::new();
+        f.write_range(1, 1000, b"\n", &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), serials.join("\n"));
+        // No key, or another: refused.
+        assert_eq!(
+            SerialFormatter::keyed("0111", format, &Keyring::default()).unwrap_err(),
+            KeyError::Missing(format.key_id.unwrap())
+        );
     }
 
     #[test]
@@ -307,6 +439,7 @@ mod tests {
             Format {
                 width: 8,
                 check_digit: CheckDigit::Gs1,
+                ..Format::default()
             },
         );
         let s = f.to_string(42);

@@ -68,8 +68,11 @@ mod tests {
         } else {
             vec![CheckDigit::None]
         };
-        (1u8..=4, proptest::sample::select(checks))
-            .prop_map(|(width, check_digit)| Format { width, check_digit })
+        (1u8..=4, proptest::sample::select(checks)).prop_map(|(width, check_digit)| Format {
+            width,
+            check_digit,
+            ..Format::default()
+        })
     }
 
     fn pair() -> impl Strategy<Value = (String, Format, String, Format)> {
@@ -104,6 +107,7 @@ mod tests {
         let w = |width| Format {
             width,
             check_digit: CheckDigit::None,
+            ..Format::default()
         };
         // 0111 at width 8 and 01 at width 10 both write 011100000001.
         assert!(could_meet("0111", w(8), "01", w(10)));
@@ -115,6 +119,7 @@ mod tests {
         let gs1 = Format {
             width: 7,
             check_digit: CheckDigit::Gs1,
+            ..Format::default()
         };
         assert!(!could_meet("7777", gs1, "7777", w(8)));
         assert!(!could_meet("777", gs1, "7777", w(8)));

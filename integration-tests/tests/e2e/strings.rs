@@ -87,10 +87,7 @@ async fn a_model_keeps_one_scheme_so_its_numbers_never_write_the_same_string() {
     let same_scheme = one_serial(&gw, json!({"code_model":"7777","number":424,"count":1})).await;
     let model_scheme = common::serial::SerialFormatter::new(
         "7777",
-        common::Format {
-            width: 8,
-            check_digit: common::CheckDigit::Gs1,
-        },
+        common::Format::new(8, common::CheckDigit::Gs1),
     );
     assert_eq!(same_scheme, model_scheme.to_string(424));
     assert_ne!(same_scheme, gs1);

@@ -34,6 +34,8 @@ pub struct Config {
     /// starts from the latest snapshot. 0 turns snapshots off: every start folds the stream.
     #[arg(long, env = "SNAPSHOT_EVERY", default_value_t = 100_000)]
     pub snapshot_every: u64,
+    #[command(flatten)]
+    pub keys: common::serial::keys::KeyArgs,
 }
 
 impl std::fmt::Debug for Config {
@@ -46,6 +48,7 @@ impl std::fmt::Debug for Config {
             .field("auth", &self.auth)
             .field("max_count", &self.max_count)
             .field("snapshot_every", &self.snapshot_every)
+            .field("keys", &self.keys)
             .finish()
     }
 }
@@ -63,7 +66,10 @@ impl Config {
     /// The token writes need, or `None` when auth was turned off explicitly. Fails closed: an
     /// unset or empty API_TOKEN without AUTH=off is an error.
     pub fn write_token(&self) -> Result<Option<String>, MissingToken> {
-        match (self.api_token.as_deref().filter(|t| !t.is_empty()), self.auth) {
+        match (
+            self.api_token.as_deref().filter(|t| !t.is_empty()),
+            self.auth,
+        ) {
             (Some(token), _) => Ok(Some(token.to_owned())),
             (None, Auth::Off) => Ok(None),
             (None, Auth::Token) => Err(MissingToken),
@@ -100,7 +106,10 @@ mod tests {
             Some("s")
         );
         assert_eq!(
-            parse(&["--api-token", "s"]).write_token().unwrap().as_deref(),
+            parse(&["--api-token", "s"])
+                .write_token()
+                .unwrap()
+                .as_deref(),
             Some("s")
         );
     }

@@ -34,6 +34,9 @@ pub struct AppState {
     pub broker: Arc<dyn Broker>,
     pub api_token: Option<Arc<str>>,
     pub max_count: u64,
+    /// The master keys of random-order models (`SERIAL_KEY`): declaring one, and looking
+    /// up its serials.
+    pub keys: Arc<common::serial::Keyring>,
     /// Fired at shutdown: endless responses (event streams) end with it.
     pub shutdown: CancellationToken,
 }
@@ -53,6 +56,7 @@ impl Application {
     /// already answers: `/healthz` 200, everything else 503.
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Application> {
         let api_token = config.write_token()?;
+        let keys = config.keys.keyring()?;
         if api_token.is_none() {
             tracing::warn!("AUTH=off and no API_TOKEN: writes are open to anyone");
         }
@@ -61,13 +65,9 @@ impl Application {
             .await
             .with_context(|| format!("cannot bind {}", config.http_addr))?;
         let (listener, starting) = starting::answer(listener)?;
-        let (client, connections) = common::nats::connect(
-            &config.nats.nats_url,
-            "gateway",
-            &credentials,
-            &shutdown,
-        )
-        .await?;
+        let (client, connections) =
+            common::nats::connect(&config.nats.nats_url, "gateway", &credentials, &shutdown)
+                .await?;
         let js = jetstream::new(client.clone());
         common::nats::ensure_stream_retrying(&js, config.nats.stream(), &shutdown).await?;
         starting.stop();
@@ -90,6 +90,7 @@ impl Application {
             }),
             api_token: api_token.map(Arc::from),
             max_count: config.max_count,
+            keys: Arc::new(keys),
             shutdown: shutdown.clone(),
         };
         Ok(Application {

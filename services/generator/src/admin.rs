@@ -143,7 +143,12 @@ pub fn answer_while_starting(
     let until = stop.clone();
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .fallback(|| async { (StatusCode::SERVICE_UNAVAILABLE, "starting: waiting for NATS") });
+        .fallback(|| async {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "starting: waiting for NATS",
+            )
+        });
     tokio::spawn(async move {
         let served = axum::serve(twin, app)
             .with_graceful_shutdown(async move { until.cancelled().await })

@@ -45,6 +45,8 @@ pub struct Config {
     pub max_count: u64,
     #[command(flatten)]
     pub work: WorkConfig,
+    #[command(flatten)]
+    pub keys: common::serial::keys::KeyArgs,
 }
 
 #[derive(Debug, Clone, Args)]

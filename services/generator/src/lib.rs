@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     pub running: AtomicUsize,
     pub max_count: u64,
     pub work: WorkConfig,
+    /// The master keys of random-order models (`SERIAL_KEY`).
+    pub keys: common::serial::Keyring,
 }
 
 impl Shared {
@@ -88,6 +90,7 @@ pub struct Application {
 impl Application {
     /// Opens the log, connects to NATS, makes sure the stream exists and binds the admin port.
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Application> {
+        let keys = config.keys.keyring()?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
         let log = EventLog::open(&config.data_dir)?;
@@ -143,6 +146,7 @@ impl Application {
             running: AtomicUsize::new(0),
             max_count: config.max_count,
             work: config.work,
+            keys,
         });
         admin::init_metrics();
         metrics::gauge!("sn_ledger_saved_position").set(pos as f64);
@@ -375,6 +379,7 @@ mod tests {
                 scheme: common::Format {
                     width: 9,
                     check_digit: common::CheckDigit::None,
+                    ..common::Format::default()
                 },
                 seq: 4,
             }],

@@ -28,7 +28,7 @@ use std::path::Path;
 
 use common::events::write_serials;
 use common::request::valid_model;
-use common::serial::{CheckDigit, Format, SerialFormatter, MAX_WIDTH};
+use common::serial::{CheckDigit, Format, Order, SerialFormatter, MAX_WIDTH};
 use uuid::Uuid;
 
 const EVENT: u8 = b'e';
@@ -197,7 +197,11 @@ impl Entry {
         r.take(1)?;
         let width = r.u8()?;
         let check_digit = check_of(r.u8()?).ok_or_else(corrupt)?;
-        let format = Format { width, check_digit };
+        let format = Format {
+            width,
+            check_digit,
+            ..Format::default()
+        };
         let (first, count) = (r.u64()?, r.u64()?);
         let code_model = r.str()?;
         let head = usize::try_from(r.u64()?).map_err(|_| corrupt())?;
@@ -295,16 +299,40 @@ fn ledger_kv(model: &str, r: &StoredRange) -> (Vec<u8>, [u8; 33]) {
     (k, v)
 }
 
-/// The ledger snapshot's key and value for one scheme.
-fn scheme_kv(s: &StoredScheme) -> (Vec<u8>, [u8; 10]) {
+/// The ledger snapshot's key and value for one scheme: width, check digit, stream sequence,
+/// then order, key id and density (absent in older logs: a sequential scheme).
+fn scheme_kv(s: &StoredScheme) -> (Vec<u8>, [u8; 31]) {
     let mut k = Vec::with_capacity(s.model.len() + 1);
     k.push(SCHEME);
     k.extend_from_slice(s.model.as_bytes());
-    let mut v = [0u8; 10];
+    let mut v = [0u8; 31];
     v[0] = s.scheme.width;
     v[1] = check_code(s.scheme.check_digit);
-    v[2..].copy_from_slice(&s.seq.to_be_bytes());
+    v[2..10].copy_from_slice(&s.seq.to_be_bytes());
+    v[10] = u8::from(s.scheme.order == Order::Random);
+    v[11] = u8::from(s.scheme.key_id.is_some());
+    v[12..16].copy_from_slice(&s.scheme.key_id.unwrap_or(0).to_be_bytes());
+    v[16] = u8::from(s.scheme.one_in.is_some());
+    v[17..25].copy_from_slice(&s.scheme.one_in.unwrap_or(0).to_be_bytes());
     (k, v)
+}
+
+/// Reads a value written by [`scheme_kv`] (or its older, 10-byte form).
+fn scheme_of(v: &[u8]) -> Option<(Format, u64)> {
+    if !(v.len() == 10 || v.len() == 31) || !(1..=MAX_WIDTH).contains(&v[0]) {
+        return None;
+    }
+    let mut scheme = Format::new(v[0], check_of(v[1])?);
+    if v.len() == 31 {
+        scheme.order = if v[10] == 1 {
+            Order::Random
+        } else {
+            Order::Sequential
+        };
+        scheme.key_id = (v[11] == 1).then(|| u32::from_be_bytes([v[12], v[13], v[14], v[15]]));
+        scheme.one_in = (v[16] == 1).then(|| seq_of(&v[17..25]));
+    }
+    Some((scheme, seq_of(&v[2..10])))
 }
 
 #[derive(Clone)]
@@ -608,17 +636,14 @@ impl EventLog {
         for kv in self.tree.scan_prefix([SCHEME]) {
             let (k, v) = kv.map_err(io("read"))?;
             let model = std::str::from_utf8(&k[1..]).map_err(|_| corrupt())?;
-            if !valid_model(model) || v.len() != 10 || !(1..=MAX_WIDTH).contains(&v[0]) {
+            if !valid_model(model) {
                 return Err(corrupt());
             }
-            let check_digit = check_of(v[1]).ok_or_else(corrupt)?;
+            let (scheme, seq) = scheme_of(&v).ok_or_else(corrupt)?;
             saved.schemes.push(StoredScheme {
                 model: model.to_owned(),
-                scheme: Format {
-                    width: v[0],
-                    check_digit,
-                },
-                seq: seq_of(&v),
+                scheme,
+                seq,
             });
         }
         saved.position = match self.tree.get(LEDGER_SEQ).map_err(io("read"))? {
@@ -744,11 +769,13 @@ mod tests {
             [CheckDigit::None, CheckDigit::Gs1, CheckDigit::Luhn].map(|check_digit| Format {
                 width: 6,
                 check_digit,
+                ..Format::default()
             });
         // Across a change of length (999,999 -> 1,000,000 overflows width 6), and empty.
         let widest = Format {
             width: 20,
             check_digit: CheckDigit::None,
+            ..Format::default()
         };
         let written: Vec<Entry> = formats
             .iter()
@@ -798,7 +825,9 @@ mod tests {
             .unwrap();
         log.tree.flush().unwrap();
         drop(log);
-        let err = EventLog::open(dir.path()).err().expect("a newer log is refused");
+        let err = EventLog::open(dir.path())
+            .err()
+            .expect("a newer log is refused");
         assert!(matches!(err, LogError::Newer { found, .. } if found == LOG_VERSION + 1));
         assert!(err.to_string().contains("newer generator"), "{err}");
     }
@@ -854,8 +883,10 @@ mod tests {
         let scheme = StoredScheme {
             model: "0111".into(),
             scheme: Format {
-                width: 9,
-                check_digit: CheckDigit::Luhn,
+                order: Order::Random,
+                key_id: Some(0xdead_beef),
+                one_in: Some(10_000),
+                ..Format::new(9, CheckDigit::Luhn)
             },
             seq: 2,
         };
@@ -889,7 +920,20 @@ mod tests {
             },
         );
         log.tree.insert(k, &v[..32]).unwrap();
-        assert_eq!(log.load_ledger().unwrap().ranges, [("0111".to_string(), r)]);
+        // A scheme saved before orders and densities: width, check digit, sequence.
+        let mut old = vec![9, 1];
+        old.extend_from_slice(&7u64.to_be_bytes());
+        log.tree.insert(b"s0111", old).unwrap();
+        let saved = log.load_ledger().unwrap();
+        assert_eq!(saved.ranges, [("0111".to_string(), r)]);
+        assert_eq!(
+            saved.schemes,
+            [StoredScheme {
+                model: "0111".into(),
+                scheme: Format::new(9, CheckDigit::Gs1),
+                seq: 7
+            }]
+        );
     }
 
     /// Numbers 1 to 10 reserved for `task` at stream sequence 5.

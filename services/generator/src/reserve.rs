@@ -86,6 +86,14 @@ pub async fn reserve(
             } => (first, last, expected_seq, scheme, automatic, fixes_scheme),
             refused => return Ok(refusal(req, refused)),
         };
+        // A random order that this reservation fixes takes this replica's current key.
+        let mut scheme = scheme;
+        if scheme.order == common::serial::Order::Random && scheme.key_id.is_none() {
+            match shared.keys.current() {
+                Ok(id) => scheme.key_id = Some(id),
+                Err(e) => return Ok(Reservation::Refused(codes::INVALID_REQUEST, e.to_string())),
+            }
+        }
         let event = Event::new(
             crate::SOURCE,
             EventData::Reserved(RangeReserved {

@@ -10,7 +10,7 @@ use common::events::{
     codes, EventData, GenerateRequested, GeneratedBatch, TaskCompleted, TaskFailed,
 };
 use common::ledger::Range;
-use common::serial::SerialFormatter;
+use common::serial::{Order, SerialFormatter};
 use common::subjects::{self, Kind};
 use common::{Event, Format, GenerateSpec};
 use tokio_util::sync::CancellationToken;
@@ -39,6 +39,8 @@ pub enum TaskError {
     Lookup(String),
     #[error("stopped before the task finished")]
     Stopped,
+    #[error("{0}")]
+    Key(String),
 }
 
 /// How a task ended, for metrics.
@@ -51,7 +53,7 @@ impl TaskError {
             TaskError::Reserve(e) => e.is_transient(),
             // The stream is there (the request came from it): a failed read is NATS's.
             TaskError::Lookup(_) => true,
-            TaskError::Log(_) | TaskError::Stopped => false,
+            TaskError::Log(_) | TaskError::Stopped | TaskError::Key(_) => false,
         }
     }
 }
@@ -94,6 +96,19 @@ pub async fn run(
         fail(shared, req, codes::INVALID_REQUEST, e.to_string()).await?;
         return Ok(Outcome::Failure);
     }
+    // A random-order model whose key this replica lacks: refused before taking numbers.
+    let known = shared
+        .ledger
+        .read()
+        .expect("ledger lock poisoned")
+        .scheme(&req.code_model);
+    if let Some(scheme) = known {
+        if let Err(e) = SerialFormatter::keyed(&req.code_model, scheme, &shared.keys) {
+            drop(turn);
+            fail(shared, req, codes::INVALID_REQUEST, e.to_string()).await?;
+            return Ok(Outcome::Failure);
+        }
+    }
     let reservation = reserve(shared, req).await;
     drop(turn);
     let (range, scheme, mut granted) = match reservation? {
@@ -109,6 +124,12 @@ pub async fn run(
     if let Some((code, message)) = unlike_held(req, range, scheme) {
         log_granted(shared, req.task_id, &mut granted)?;
         fail(shared, req, code, message).await?;
+        return Ok(Outcome::Failure);
+    }
+    // A random-order model whose key this replica lacks: nothing can be written.
+    if let Err(e) = SerialFormatter::keyed(&req.code_model, scheme, &shared.keys) {
+        log_granted(shared, req.task_id, &mut granted)?;
+        fail(shared, req, codes::INVALID_REQUEST, e.to_string()).await?;
         return Ok(Outcome::Failure);
     }
     let serial_len = scheme.serial_len(&req.code_model);
@@ -268,7 +289,9 @@ async fn generate(
     } = *job;
     // Only numbers of the held range: `first` and `count` come from it, never the request.
     let (first, total) = (range.first, range.count());
-    let formatter = SerialFormatter::new(&req.code_model, scheme);
+    // Checked before the task ran (see `run`): the replica holds the model's key.
+    let formatter = SerialFormatter::keyed(&req.code_model, scheme, &shared.keys)
+        .map_err(|e| TaskError::Key(e.to_string()))?;
     let serial_len = scheme.serial_len(&req.code_model);
     let batches = total.div_ceil(per_batch);
     // Batches this replica already logged for the task (a redelivery after a crash).
@@ -312,7 +335,9 @@ async fn generate(
                 subject: subject.clone(),
                 id,
                 payload: payload.into(),
-                serials: Some(SerialsAt {
+                // A sequential batch is logged as its range and written again when read; a
+                // random-order one as it is, so the log never needs the model's key.
+                serials: (scheme.order == Order::Sequential).then(|| SerialsAt {
                     bytes,
                     code_model: req.code_model.clone(),
                     format: scheme,

@@ -398,7 +398,12 @@ struct StoredRequest<'a> {
     count: u64,
     /// The format fields the request gave (a tuple: the wire form skips absent fields, which
     /// a binary format cannot).
-    format: (Option<u8>, Option<common::CheckDigit>),
+    format: (
+        Option<u8>,
+        Option<common::CheckDigit>,
+        Option<common::serial::Order>,
+        Option<u64>,
+    ),
     idempotency_key: Option<Cow<'a, str>>,
 }
 
@@ -421,7 +426,12 @@ impl<'a> From<&'a TaskView> for StoredTask<'a> {
             request: t.request.as_ref().map(|r| StoredRequest {
                 number: r.number,
                 count: r.count,
-                format: (r.format.width, r.format.check_digit),
+                format: (
+                    r.format.width,
+                    r.format.check_digit,
+                    r.format.order,
+                    r.format.one_in,
+                ),
                 idempotency_key: r.idempotency_key.as_deref().map(Cow::Borrowed),
             }),
             range: t.range,
@@ -447,6 +457,8 @@ impl TryFrom<StoredTask<'_>> for TaskView {
                 format: common::FormatRequest {
                     width: r.format.0,
                     check_digit: r.format.1,
+                    order: r.format.2,
+                    one_in: r.format.3,
                 },
                 requested_at,
                 idempotency_key: r.idempotency_key.map(Cow::into_owned),

@@ -24,7 +24,7 @@ use super::{Projection, Views};
 /// The body is `postcard` (compact, binary serde) of the version, the stream and the views.
 /// Bumped whenever the stored form or the meaning of a fold changes: a snapshot of another
 /// version is ignored.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// How often the writer checks whether enough has been folded since the last snapshot.
 const CHECK_EVERY: Duration = Duration::from_secs(5);

@@ -37,7 +37,7 @@ pub async fn lookup(
     let views = state.projection.views();
     // The models that prefix the serial, looked up by key; the namespace rule lets at most
     // one of them write this string.
-    let Some((model, number, range)) = views.ledger().lookup(&serial) else {
+    let Some((model, number, range)) = views.ledger().lookup(&serial, &state.keys) else {
         return Err(ApiError::NotFound(format!(
             "serial {serial:?} was never issued"
         )));

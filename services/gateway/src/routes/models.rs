@@ -13,6 +13,8 @@ use axum::Json;
 use common::events::{EventData, SchemeDeclared};
 use common::ledger::{Ledger, ModelSummary};
 use common::request::scheme_from_json;
+use common::serial::keys::key_id_text;
+use common::serial::Order;
 use common::{Event, Format};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -51,10 +53,19 @@ pub async fn declare(
     body: Body,
 ) -> Result<Response, ApiError> {
     let value = json_body(&headers, body).await?;
-    let scheme = scheme_from_json(&code_model, &value).map_err(|e| ApiError::Unprocessable {
-        field: e.field.to_owned(),
-        message: e.message,
-    })?;
+    let mut scheme =
+        scheme_from_json(&code_model, &value).map_err(|e| ApiError::Unprocessable {
+            field: e.field.to_owned(),
+            message: e.message,
+        })?;
+    if scheme.order == Order::Random {
+        // The model's key comes from the current master key, recorded by id.
+        let id = state.keys.current().map_err(|e| ApiError::Unprocessable {
+            field: "order".into(),
+            message: e.to_string(),
+        })?;
+        scheme.key_id = Some(id);
+    }
     if !state.projection.caught_up() {
         return Err(ApiError::CatchingUp);
     }
@@ -182,7 +193,13 @@ fn model_body(ledger: &Ledger, model: &str) -> Value {
 }
 
 fn scheme_json(s: Format) -> Value {
-    json!({"width": s.width, "check_digit": s.check_digit})
+    json!({
+        "width": s.width,
+        "check_digit": s.check_digit,
+        "order": s.order,
+        "key_id": s.key_id.map(key_id_text),
+        "density": s.one_in.map(|n| format!("1/{n}")),
+    })
 }
 
 fn summary_json(m: &ModelSummary<'_>) -> Value {
