@@ -52,7 +52,8 @@ pub struct Global {
     /// Machine-readable output: the server's JSON views on stdout, no progress bars.
     #[arg(long, global = true)]
     pub json: bool,
-    /// NATS server(s) for `watch` and `up`, comma-separated [default: nats://127.0.0.1:4222].
+    /// NATS server(s) for `watch`, `up`, `backup` and `restore`, comma-separated [default:
+    /// nats://127.0.0.1:4222].
     #[arg(long, global = true, env = "NATS_URL")]
     pub nats_url: Option<String>,
 }
@@ -74,6 +75,68 @@ pub enum Command {
     Models(ModelsArgs),
     /// Run the service locally (nats-server, generator, gateway) until Ctrl-C or SIGTERM.
     Up,
+    /// Write every message of the SN stream (subject, headers, payload, in order) to FILE,
+    /// as NDJSON.
+    Backup(BackupArgs),
+    /// Recreate the SN stream from a file `backup` wrote; the stream must not exist or be
+    /// empty, and the services should be stopped.
+    Restore(RestoreArgs),
+}
+
+/// How `backup` and `restore` authenticate to NATS (an admin user: they read or create the
+/// whole stream).
+#[derive(Debug, Clone, Args)]
+pub struct NatsAuthArgs {
+    /// NATS credentials file.
+    #[arg(long, env = "NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// NATS user name (with NATS_PASSWORD).
+    #[arg(long, env = "NATS_USER")]
+    pub nats_user: Option<String>,
+    /// NATS password.
+    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// CA certificate (PEM) of the NATS servers; requires TLS.
+    #[arg(long, env = "NATS_CA")]
+    pub nats_ca: Option<PathBuf>,
+}
+
+impl NatsAuthArgs {
+    pub fn credentials(&self) -> Result<common::nats::Credentials, common::nats::NatsError> {
+        if self.nats_user.is_some() != self.nats_password.is_some() {
+            return Err(common::nats::NatsError::Settings(
+                "NATS_USER and NATS_PASSWORD go together".into(),
+            ));
+        }
+        common::nats::Credentials::new(
+            self.nats_creds.clone(),
+            self.nats_user.clone().zip(self.nats_password.clone()),
+            None,
+            self.nats_ca.clone(),
+            None,
+        )
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// The file to write (replaced once the backup is complete).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub nats: NatsAuthArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// A file `snctl backup` wrote.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Replicas of the recreated stream [default: as saved].
+    #[arg(long)]
+    pub replicas: Option<usize>,
+    #[command(flatten)]
+    pub nats: NatsAuthArgs,
 }
 
 #[derive(Debug, Clone, Args)]

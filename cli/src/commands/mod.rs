@@ -1,5 +1,6 @@
 //! One module per subcommand; `run` builds what they share and hands over.
 
+mod backup;
 mod generate;
 mod lookup;
 mod models;
@@ -24,5 +25,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Models(args) => models::run(&api()?, out, args).await,
         Command::Watch(args) => watch::run(&global, out, args).await,
         Command::Up => up::run(&global, out).await,
+        Command::Backup(args) => backup::backup(&global, out, args).await,
+        Command::Restore(args) => backup::restore(&global, out, args).await,
     }
 }

@@ -1,6 +1,7 @@
 //! Black-box tests: a real nats-server and the real `gateway` and `generator` binaries.
 //! Build the binaries first (`scripts/test.sh` does).
 
+mod backup;
 mod cli;
 mod cluster;
 mod deploy;
