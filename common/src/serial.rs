@@ -240,12 +240,16 @@ impl FormatRequest {
     }
 
     /// The fields given over the defaults.
+    /// The fields given over the defaults. A random order gets no key id here: whoever fixes
+    /// the scheme gives it the current key's (see `keys`).
     pub fn or_default(self) -> Format {
         let d = Format::default();
         Format {
             width: self.width.unwrap_or(d.width),
             check_digit: self.check_digit.unwrap_or(d.check_digit),
-            ..Format::default()
+            order: self.order.unwrap_or(d.order),
+            key_id: None,
+            one_in: self.one_in,
         }
     }
 }
@@ -398,6 +402,17 @@ mod tests {
         let mut out = Vec::new();
         f.write_range(1, 1000, b"\n", &mut out);
         assert_eq!(String::from_utf8(out).unwrap(), serials.join("\n"));
+        // A request naming the order gets it for a new model, and must match an old one's.
+        let asked = FormatRequest {
+            order: Some(Order::Random),
+            one_in: Some(10),
+            ..FormatRequest::default()
+        };
+        assert_eq!(
+            (asked.or_default().order, asked.or_default().one_in),
+            (Order::Random, Some(10))
+        );
+        assert!(asked.resolve(Some(Format::default())).is_err());
         // No key, or another: refused.
         assert_eq!(
             SerialFormatter::keyed("0111", format, &Keyring::default()).unwrap_err(),

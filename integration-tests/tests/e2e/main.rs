@@ -8,6 +8,7 @@ mod deploy;
 mod harness;
 mod nats_auth;
 mod pipeline;
+mod random;
 mod strings;
 mod telemetry;
 mod uniqueness;

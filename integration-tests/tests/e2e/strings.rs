@@ -119,7 +119,10 @@ async fn a_model_keeps_one_scheme_so_its_numbers_never_write_the_same_string() {
         .json()
         .await
         .unwrap();
-    assert_eq!(model["scheme"], json!({"width":7,"check_digit":"gs1"}));
+    assert_eq!(
+        model["scheme"],
+        json!({"width":7,"check_digit":"gs1","order":"sequential","key_id":null,"density":null})
+    );
     assert_eq!(model["issued"], 1);
     assert_eq!(model["remaining"], 10_000_000 - 1);
     assert_eq!(model["ranges"][0]["first"], 5);
