@@ -76,6 +76,14 @@ impl Api {
         Bytes::from(serde_json::json!({"code_model": model, "count": count}).to_string())
     }
 
+    /// Like [`Api::body`], for a new model whose serials are in random order.
+    pub fn random_body(model: &str, count: u64) -> Bytes {
+        Bytes::from(
+            serde_json::json!({"code_model": model, "count": count, "format": {"order": "random"}})
+                .to_string(),
+        )
+    }
+
     /// POSTs a prepared body and returns the new task's id.
     pub async fn post(&self, body: Bytes) -> anyhow::Result<String> {
         let r = self

@@ -64,6 +64,10 @@ pub struct Config {
     /// Part c: serials of each big task, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
     pub big: Vec<u64>,
+    /// Part c: the big tasks' models write their serials in random order (FF1 under a
+    /// SERIAL_KEY the started stack gets; a running stack needs its own).
+    #[arg(long)]
+    pub random_order: bool,
     /// Part e: events published to the stream before the fresh gateway starts.
     #[arg(long, default_value_t = 1_000_000)]
     pub replay_events: u64,

@@ -280,6 +280,8 @@ impl Service {
         name: &str,
     ) -> anyhow::Result<Service> {
         cmd.current_dir(folder)
+            // For random-order models (part c with --random-order); unused otherwise.
+            .env("SERIAL_KEY", "the master key of sn-bench's stacks")
             .env("RUST_LOG", &bins.service_log)
             .env("LOG_FORMAT", "text")
             .env_remove("API_TOKEN")

@@ -20,11 +20,27 @@ use crate::timeline::{self, between};
 const POLL_GAP: Duration = Duration::from_millis(1);
 const TASK_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// A big task's request: a new model, in random order with `--random-order`.
+fn body_of(model: &str, size: u64, config: &Config) -> bytes::Bytes {
+    match config.random_order {
+        true => Api::random_body(model, size),
+        false => Api::body(model, size),
+    }
+}
+
+/// A big task's label: its size, and `.random` for random-order serials.
+fn label_of(size: u64, config: &Config) -> String {
+    match config.random_order {
+        true => format!("{}.random", size_label(size)),
+        false => size_label(size),
+    }
+}
+
 pub async fn run(target: &Target, config: &Config, size: u64) -> anyhow::Result<Vec<Figure>> {
     let api = &target.api;
     let model = fresh_model();
-    let body = Api::body(&model, size);
-    let label = size_label(size);
+    let body = body_of(&model, size, config);
+    let label = label_of(size, config);
     let watch = Watch::start(
         target.watched(),
         Duration::from_millis(config.rss_interval_ms.max(1)),
@@ -122,8 +138,8 @@ pub async fn run(target: &Target, config: &Config, size: u64) -> anyhow::Result<
         ] {
             if let Some(secs) = span {
                 figures.push(Figure::new(
-                    format!("c.{label_}.stage.{key}_s", label_ = size_label(size)),
-                    format!("c. {} stage: {label}", size_label(size)),
+                    format!("c.{label_}.stage.{key}_s", label_ = label_of(size, config)),
+                    format!("c. {} stage: {label}", label_of(size, config)),
                     "s",
                     secs,
                 ));
@@ -140,7 +156,7 @@ pub async fn run(target: &Target, config: &Config, size: u64) -> anyhow::Result<
     }
     // Streamed while generated: the download runs alongside the generation.
     let sent = Instant::now();
-    let followed = api.post(Api::body(&fresh_model(), size)).await?;
+    let followed = api.post(body_of(&fresh_model(), size, config)).await?;
     let got = api.download_query(&followed, "?follow=true").await?;
     let follow_total = sent.elapsed();
     if got.lines != size {
