@@ -178,10 +178,15 @@ impl EventData {
             EventData::Reserved(d) => format!("{}:reserved:{}", d.task_id, d.first),
             // Another scheme declared for the model is another event, void in the fold.
             EventData::Declared(d) => format!(
-                "{}:declared:{}:{}",
+                "{}:declared:{}:{}:{}:{}:{}",
                 d.code_model,
                 d.scheme.width,
-                d.scheme.check_digit.as_str()
+                d.scheme.check_digit.as_str(),
+                d.scheme.order.as_str(),
+                d.scheme
+                    .key_id
+                    .map_or(String::new(), |k| format!("{k:08x}")),
+                d.scheme.one_in.map_or(String::new(), |n| n.to_string()),
             ),
             other => format!(
                 "{}:{}",

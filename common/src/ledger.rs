@@ -17,7 +17,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use uuid::Uuid;
 
-use crate::serial::{could_meet, Format, FormatRequest, Keyring, SerialFormatter};
+use crate::request::check_scheme;
+use crate::serial::{
+    could_meet, CheckDigit, Format, FormatRequest, Keyring, SerialFormatter, MAX_WIDTH,
+};
 
 /// Numbers `first..=last` issued to `task`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +96,8 @@ pub enum Plan {
     FormatMismatch { scheme: Format },
     /// The model has no scheme yet, and the one asked for would meet `model`'s serials.
     NamespaceConflict { model: String, scheme: Format },
+    /// The model has no scheme yet, and the one asked for breaks a rule of schemes.
+    Invalid(String),
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -142,6 +147,10 @@ pub struct Ledger {
 impl Ledger {
     /// Folds a declaration of `model`'s scheme seen at stream sequence `seq`.
     pub fn declare(&mut self, model: &str, seq: u64, scheme: Format) -> Applied {
+        if !valid_scheme(model, scheme) {
+            self.entry(model, seq);
+            return Applied::Void(Void::Malformed);
+        }
         if let Some(void) = self.check_scheme(model, scheme) {
             self.entry(model, seq);
             return Applied::Void(void);
@@ -168,7 +177,12 @@ impl Ledger {
                     Applied::Void(Void::Malformed)
                 };
             }
-            if first > last {
+            // Nothing a generator of this version publishes: a scheme it would refuse, or a
+            // range past what the scheme holds (its serials would be longer than the
+            // scheme's, outside the namespace rule).
+            let scheme = r.scheme.or(m.scheme);
+            let too_wide = scheme.is_some_and(|s| u128::from(last) >= s.capacity());
+            if first > last || too_wide || r.scheme.is_some_and(|s| !valid_scheme(model, s)) {
                 return Applied::Void(Void::Malformed);
             }
             if let Some(hit) = overlap(m, first, last) {
@@ -285,6 +299,9 @@ impl Ledger {
             return Plan::Held(*r, scheme);
         }
         if m.scheme.is_none() {
+            if let Err(e) = check_scheme(scheme, "format") {
+                return Plan::Invalid(e.to_string());
+            }
             if let Some((other, s)) = self.meets(model, scheme) {
                 return Plan::NamespaceConflict {
                     model: other.to_owned(),
@@ -391,6 +408,13 @@ impl Ledger {
     pub fn cursor(&self, model: &str) -> u64 {
         self.models.get(model).map_or(0, |m| m.cursor)
     }
+}
+
+/// A scheme the rules for requests allow for `model` (see `request::check_scheme`).
+fn valid_scheme(model: &str, scheme: Format) -> bool {
+    (1..=MAX_WIDTH).contains(&scheme.width)
+        && (scheme.check_digit == CheckDigit::None || model.bytes().all(|b| b.is_ascii_digit()))
+        && check_scheme(scheme, "").is_ok()
 }
 
 fn summary<'a>(code: &'a str, m: &ModelLedger) -> ModelSummary<'a> {

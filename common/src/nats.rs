@@ -46,6 +46,39 @@ pub enum NatsError {
     UpdateStream(#[source] jetstream::context::UpdateStreamError),
     #[error("cannot read stream info: {0}")]
     Info(#[source] jetstream::stream::InfoError),
+    /// Settings under which JetStream would remove messages of `SN`, ledger ones included,
+    /// and a removed reservation could be issued again.
+    #[error(
+        "stream {STREAM} has {0}: it could drop ledger messages and lead to duplicate serials; \
+         remove the setting (e.g. `nats stream edit {STREAM}`) and start again",
+        STREAM = subjects::STREAM
+    )]
+    UnsafeStream(String),
+}
+
+/// The settings of `SN` under which JetStream would remove messages: limits on age, count
+/// or size, or a retention other than limits.
+pub fn unsafe_settings(config: &stream::Config) -> Vec<String> {
+    let mut out = Vec::new();
+    if !config.max_age.is_zero() {
+        out.push(format!("max_age {:?}", config.max_age));
+    }
+    if config.max_messages > 0 {
+        out.push(format!("max_msgs {}", config.max_messages));
+    }
+    if config.max_messages_per_subject > 0 {
+        out.push(format!(
+            "max_msgs_per_subject {}",
+            config.max_messages_per_subject
+        ));
+    }
+    if config.max_bytes > 0 {
+        out.push(format!("max_bytes {}", config.max_bytes));
+    }
+    if config.retention != stream::RetentionPolicy::Limits {
+        out.push(format!("retention {:?}", config.retention));
+    }
+    out
 }
 
 /// Counts the connections a client has made. A change means the client reconnected, and the
@@ -286,6 +319,8 @@ pub async fn ensure_stream_retrying(
     loop {
         match ensure_stream(js, settings).await {
             Ok(s) => return Ok(s),
+            // An operator's setting: waiting will not change it.
+            Err(e @ NatsError::UnsafeStream(_)) => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?delay, "JetStream not ready yet");
                 tokio::select! {
@@ -313,6 +348,10 @@ pub async fn ensure_stream(
                 .map_err(NatsError::Info)?
                 .config
                 .clone();
+            let refused = unsafe_settings(&info);
+            if !refused.is_empty() {
+                return Err(NatsError::UnsafeStream(refused.join(", ")));
+            }
             if info.subjects != wanted.subjects || info.duplicate_window != wanted.duplicate_window
             {
                 let mut updated = info;
@@ -383,4 +422,37 @@ pub async fn last_sequence(js: &jetstream::Context) -> Result<u64, NatsError> {
         .map_err(NatsError::Info)?
         .state
         .last_sequence)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_that_remove_messages_are_named() {
+        let ours = stream_config(StreamSettings {
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+        });
+        assert!(unsafe_settings(&ours).is_empty());
+        // What a server reports for "no limit".
+        let unlimited = stream::Config {
+            max_messages: -1,
+            max_bytes: -1,
+            max_messages_per_subject: -1,
+            ..ours.clone()
+        };
+        assert!(unsafe_settings(&unlimited).is_empty());
+        let limited = stream::Config {
+            max_age: Duration::from_secs(3600),
+            max_bytes: 1 << 30,
+            retention: stream::RetentionPolicy::WorkQueue,
+            ..ours
+        };
+        let named = unsafe_settings(&limited).join(", ");
+        assert_eq!(
+            named,
+            "max_age 3600s, max_bytes 1073741824, retention WorkQueue"
+        );
+    }
 }

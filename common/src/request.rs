@@ -172,7 +172,8 @@ impl GenerateSpec {
                     scheme.width
                 ),
             )),
-            None if u128::from(self.count) > capacity => Err(err(
+            // Automatic ranges start at 1.
+            None if u128::from(self.count) >= capacity => Err(err(
                 "count",
                 format!(
                     "{} serials do not fit in {} digits",
@@ -270,7 +271,9 @@ pub fn check_scheme(scheme: Format, prefix: &str) -> Result<(), FieldError> {
 /// The smallest width whose numbers, 1 in `one_in` of them issued, reach `numbers`.
 fn width_for(numbers: u128, one_in: u64) -> u32 {
     let need = numbers.saturating_mul(u128::from(one_in));
-    (1..=39).find(|w| 10u128.pow(*w) >= need).unwrap_or(39)
+    (1..=38)
+        .find(|w| 10u128.checked_pow(*w).is_some_and(|c| c >= need))
+        .unwrap_or(39)
 }
 
 fn parse_order(v: &Value, field: &'static str) -> Result<Order, FieldError> {
@@ -287,6 +290,7 @@ fn parse_density(v: &Value, field: &'static str) -> Result<u64, FieldError> {
         Value::String(s) => s
             .strip_prefix("1/")
             .and_then(|n| n.parse::<u64>().ok())
+            .filter(|n| *n <= 1_000_000_000_000_000_000)
             .ok_or_else(bad)?,
         Value::Number(n) => {
             let d = n

@@ -180,6 +180,9 @@ impl std::fmt::Display for Format {
         )?;
         if self.order == Order::Random {
             f.write_str(", random order")?;
+            if let Some(id) = self.key_id {
+                write!(f, " (key {})", keys::key_id_text(id))?;
+            }
         }
         if let Some(n) = self.one_in {
             write!(f, ", 1 in {n} issued")?;

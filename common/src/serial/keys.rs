@@ -66,6 +66,12 @@ pub enum KeyError {
     NoKey,
     #[error("SERIAL_KEY does not hold the key {} this model was declared with", key_id_text(*.0))]
     Missing(u32),
+    #[error(
+        "a random order needs a width of {} to {} digits",
+        super::ff1::MIN_DIGITS,
+        super::ff1::MAX_DIGITS
+    )]
+    Width,
 }
 
 impl Keyring {
@@ -95,6 +101,9 @@ impl Keyring {
 
     /// The permutation of `model`'s numbers at `digits` digits, under the master key `id`.
     pub fn permutation(&self, id: u32, model: &str, digits: u8) -> Result<Permutation, KeyError> {
+        if !(super::ff1::MIN_DIGITS..=super::ff1::MAX_DIGITS).contains(&digits) {
+            return Err(KeyError::Width);
+        }
         let master = self
             .keys
             .iter()

@@ -9,6 +9,7 @@ mod harness;
 mod nats_auth;
 mod pipeline;
 mod random;
+mod settings;
 mod strings;
 mod telemetry;
 mod uniqueness;

@@ -427,7 +427,7 @@ async fn a_request_unlike_its_tasks_held_range_issues_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_generator_whose_log_holds_what_a_recreated_stream_lacks_issues_nothing() {
+async fn a_generator_whose_log_holds_what_a_recreated_stream_lacks_refuses_to_issue() {
     let nats = spawn_nats();
     let data = tempdir();
     let mut g = spawn_generator(&nats.url(), data.path(), &[]);
@@ -472,4 +472,22 @@ async fn a_generator_whose_log_holds_what_a_recreated_stream_lacks_issues_nothin
     assert_eq!(reservations.len(), 1, "only the other generator reserved");
     let r = g.http.get(g.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503, "still refusing");
+
+    // Restarted, now that the new stream holds a range with the first number of one the old
+    // stream held: it refuses again.
+    let mut g = g;
+    assert!(g.proc.sigterm(Duration::from_secs(20)).success());
+    let again = spawn_generator(&nats.url(), data.path(), &[]);
+    let log = again.proc.log.clone();
+    wait_for("the refusal again", T, || {
+        let log = log.clone();
+        async move {
+            let text = std::fs::read_to_string(&log).ok()?;
+            text.contains("lacks reservations this generator's log holds")
+                .then_some(())
+        }
+    })
+    .await;
+    let r = again.http.get(again.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
 }

@@ -10,7 +10,7 @@ use utoipa::{OpenApi, ToSchema};
 use crate::projection::{State, TaskError, TaskView};
 use crate::routes;
 
-/// `format` of a request.
+/// The serial scheme of a task's model.
 #[derive(Serialize, ToSchema)]
 #[allow(dead_code)]
 pub struct FormatDoc {
@@ -20,6 +20,34 @@ pub struct FormatDoc {
     /// Check digit appended to the serial (needs an all-digit `code_model`).
     #[schema(default = "none")]
     check_digit: CheckDigitDoc,
+    order: OrderDoc,
+    /// Random order: the id of the master key the model's key comes from.
+    key_id: Option<u32>,
+    /// Random order: 1 in this many of the width's numbers is ever issued.
+    one_in: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum OrderDoc {
+    /// Number n is written as n.
+    Sequential,
+    /// Number n is written as a keyed permutation of it (FF1 under SERIAL_KEY).
+    Random,
+}
+
+/// A model's scheme as `GET /models` shows it.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct SchemeView {
+    width: u8,
+    check_digit: CheckDigitDoc,
+    order: OrderDoc,
+    /// Random order: the id of the master key (8 hex digits).
+    key_id: Option<String>,
+    /// Random order: the share of the width's numbers ever issued, as `1/N`.
+    density: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -31,16 +59,23 @@ pub enum CheckDigitDoc {
     Luhn,
 }
 
-/// A model's serial scheme (`PUT /models/{code_model}`).
+/// A model's serial scheme (`PUT /models/{code_model}`), or the fields of it a request names.
 #[derive(Serialize, ToSchema)]
 #[allow(dead_code)]
 pub struct SchemeDoc {
-    /// Digits of the zero-padded number.
+    /// Digits of the zero-padded number (6 to 19 in random order).
     #[schema(minimum = 1, maximum = 20, default = 8)]
     width: Option<u8>,
     /// Check digit appended to the serial (needs an all-digit `code_model`).
     #[schema(default = "none")]
     check_digit: Option<CheckDigitDoc>,
+    /// `random` writes each number as a keyed permutation of it (needs SERIAL_KEY).
+    #[schema(default = "sequential")]
+    order: Option<OrderDoc>,
+    /// Random order only: the share of the width's numbers ever issued, `"1/N"` or a
+    /// fraction such as 0.0001; a guessed serial is valid with at most that probability.
+    #[schema(value_type = Option<String>, example = "1/10000")]
+    density: Option<String>,
 }
 
 /// A model: its scheme, what it issued and what is left.
@@ -49,7 +84,7 @@ pub struct SchemeDoc {
 pub struct ModelBody {
     code_model: String,
     /// Null until the model is declared or first used.
-    scheme: Option<FormatDoc>,
+    scheme: Option<SchemeView>,
     /// Numbers issued.
     issued: u64,
     /// Issued ranges.
@@ -179,7 +214,7 @@ pub struct LedgerBody {
     components(schemas(
         GenerateBody, FormatDoc, CheckDigitDoc, AcceptedBody, ErrorBody, ErrorDetail, TaskView,
         TaskError, State, TaskPage, SerialInfo, LedgerBody, IssuedRangeDoc, SchemeDoc, ModelBody,
-        ModelList
+        ModelList, OrderDoc, SchemeView
     )),
     modifiers(&BearerAuth),
     tags(

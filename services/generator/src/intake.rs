@@ -272,11 +272,56 @@ async fn dispatch(
     while tasks.join_next().await.is_some() {}
 }
 
+/// Opens the durable consumer, made to match this replica's settings: one made earlier with
+/// other settings (an older ACK_WAIT_SECS or MAX_DELIVER) is updated, and the change logged.
+/// Every replica should run with the same settings; the last to open it wins.
 async fn open(shared: &Shared) -> anyhow::Result<PullConsumer> {
     let stream = shared.js.get_stream_no_info(subjects::STREAM).await?;
-    Ok(stream
-        .get_or_create_consumer(subjects::GENERATOR_CONSUMER, consumer_config(shared))
-        .await?)
+    let wanted = consumer_config(shared);
+    let consumer: PullConsumer = stream
+        .get_or_create_consumer(subjects::GENERATOR_CONSUMER, wanted.clone())
+        .await?;
+    let changes = differences(&consumer.cached_info().config, &wanted);
+    if changes.is_empty() {
+        return Ok(consumer);
+    }
+    let updated = stream.update_consumer(wanted).await?;
+    tracing::info!(
+        consumer = subjects::GENERATOR_CONSUMER,
+        changed = %changes.join(", "),
+        "the durable consumer had other settings: updated to this replica's"
+    );
+    Ok(updated)
+}
+
+/// The settings of `have` that differ from `want`, as `name: old -> new`.
+fn differences(have: &async_nats::jetstream::consumer::Config, want: &pull::Config) -> Vec<String> {
+    let mut out = Vec::new();
+    if have.ack_wait != want.ack_wait {
+        out.push(format!(
+            "ack_wait: {:?} -> {:?}",
+            have.ack_wait, want.ack_wait
+        ));
+    }
+    if have.max_deliver != want.max_deliver {
+        out.push(format!(
+            "max_deliver: {} -> {}",
+            have.max_deliver, want.max_deliver
+        ));
+    }
+    if have.filter_subject != want.filter_subject {
+        out.push(format!(
+            "filter_subject: {:?} -> {:?}",
+            have.filter_subject, want.filter_subject
+        ));
+    }
+    if have.max_ack_pending != want.max_ack_pending {
+        out.push(format!(
+            "max_ack_pending: {} -> {}",
+            have.max_ack_pending, want.max_ack_pending
+        ));
+    }
+    out
 }
 
 /// One pull request for up to `room` requests, handed over as they arrive. The request ends

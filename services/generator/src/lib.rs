@@ -79,12 +79,10 @@ pub struct Application {
     shared: Arc<Shared>,
     admin: tokio::net::TcpListener,
     shutdown: CancellationToken,
-    /// Ranges the log's ledger snapshot holds that must be found in the stream before this
-    /// replica issues anything: set when the snapshot was folded from another stream than
-    /// the one found at start (see `verify_saved_ranges`).
+    /// Ranges the log held that must be found in the stream before this replica issues
+    /// anything: set when its snapshot was folded from another stream than the one found at
+    /// start, now or at an earlier start (see `verify_saved_ranges`).
     unverified: Option<Vec<(String, StoredRange)>>,
-    /// The creation time of the stream found at start (Unix nanoseconds).
-    stream_created: i128,
 }
 
 impl Application {
@@ -113,12 +111,14 @@ impl Application {
         let last_seq = info.state.last_sequence;
 
         let saved = log.load_ledger()?;
-        let (ledger, pos, unverified) = match trusted(&saved, created, last_seq) {
+        // Reservations set aside at an earlier start, still to be found in the stream.
+        let mut unverified = log.quarantined()?;
+        let (ledger, pos) = match trusted(&saved, created, last_seq) {
             Ok(()) => {
                 if saved.stream.is_none() {
                     log.save_stream(created)?;
                 }
-                (fold_saved(&saved), saved.position, None)
+                (fold_saved(&saved), saved.position)
             }
             Err(why) => {
                 tracing::warn!(
@@ -128,9 +128,12 @@ impl Application {
                      its start, and checking that it holds the {} saved reservations",
                     saved.ranges.len()
                 );
-                (Ledger::default(), 0, Some(saved.ranges))
+                log.quarantine_ledger(&saved, created)?;
+                unverified.extend(saved.ranges);
+                (Ledger::default(), 0)
             }
         };
+        let unverified = (!unverified.is_empty()).then_some(unverified);
         let shared = Arc::new(Shared {
             js,
             client,
@@ -155,7 +158,6 @@ impl Application {
             admin,
             shutdown,
             unverified,
-            stream_created: created,
         })
     }
 
@@ -173,13 +175,12 @@ impl Application {
             admin,
             shutdown,
             unverified,
-            stream_created,
         } = self;
         let admin = tokio::spawn(admin::serve(admin, shared.clone(), shutdown.clone()));
         let follower = tokio::spawn(follower::run(shared.clone(), shutdown.clone()));
         let exhausted = tokio::spawn(exhausted::run(shared.clone(), shutdown.clone()));
         let verified = match unverified {
-            Some(saved) => verify_saved_ranges(&shared, &shutdown, &saved, stream_created).await,
+            Some(saved) => verify_saved_ranges(&shared, &shutdown, &saved).await,
             None => true,
         };
         if !verified {
@@ -208,6 +209,7 @@ impl Application {
 fn trusted(saved: &SavedLedger, created: i128, last_seq: u64) -> Result<(), &'static str> {
     match saved.stream {
         Some(s) if s != created => Err("another stream (SN was deleted and made again)"),
+        None if saved.position > 0 => Err("a stream it did not record"),
         _ if saved.position > last_seq => {
             Err("a longer stream (SN lost messages, or was made again)")
         }
@@ -241,16 +243,16 @@ fn fold_saved(saved: &SavedLedger) -> Ledger {
     ledger
 }
 
-/// When the ledger snapshot came from another stream: waits until the stream is folded,
-/// then checks that it holds every reservation the snapshot did. If it does, the stream is
-/// recorded as the snapshot's; if not, the stream lost reservations that were issued, and
-/// issuing from it could issue them again, so this replica refuses to work (not ready) until
-/// an operator restores the stream or moves the log away. False when it must not work.
+/// When the ledger snapshot came from another stream (now or at an earlier start): waits
+/// until the stream is folded, then checks that it holds every reservation set aside. If it
+/// does, they are forgotten; if not, the stream lost reservations that were issued, and
+/// issuing from it could issue them again, so this replica refuses to work (not ready), at
+/// this start and every later one, until an operator restores the stream or moves the log
+/// away. False when it must not work.
 async fn verify_saved_ranges(
     shared: &Shared,
     shutdown: &CancellationToken,
     saved: &[(String, StoredRange)],
-    created: i128,
 ) -> bool {
     let mut pos = shared.ledger_pos.subscribe();
     loop {
@@ -289,8 +291,8 @@ async fn verify_saved_ranges(
         shutdown.cancelled().await;
         return false;
     }
-    if let Err(e) = shared.log.save_stream(created) {
-        tracing::warn!(error = %e, "cannot record the stream the ledger is folded from");
+    if let Err(e) = shared.log.release_quarantine() {
+        tracing::warn!(error = %e, "cannot forget the checked reservations; checked again at the next start");
     }
     tracing::info!(
         reservations = saved.len(),
@@ -351,8 +353,8 @@ mod tests {
         };
         assert!(trusted(&saved(Some(7), 40), 7, 40).is_ok());
         assert!(trusted(&saved(Some(7), 40), 7, 90).is_ok());
-        // A log from before the stream was recorded: trusted as far as the stream reaches.
-        assert!(trusted(&saved(None, 40), 7, 40).is_ok());
+        // A log that never recorded its stream: checked, unless it holds nothing.
+        assert!(trusted(&saved(None, 40), 7, 40).is_err());
         assert!(trusted(&saved(None, 0), 7, 0).is_ok());
         // Made again, or lost its tail.
         assert!(trusted(&saved(Some(7), 40), 8, 90).is_err());

@@ -8,7 +8,10 @@
 //! - `t` + task (16 bytes) + seq -> ()  : every entry of a task, for resume and replay.
 //! - `l` + model + 0 + first (u64 BE) -> last (u64 BE) + task (16 bytes) + stream seq (u64 BE)
 //!   + automatic (1 byte; absent in older logs, read as automatic): the ledger snapshot's ranges.
-//! - `s` + model -> width, check digit, stream seq (u64 BE): the ledger snapshot's schemes.
+//! - `s` + model -> width, check digit, stream seq (u64 BE), order, key id, density: the
+//!   ledger snapshot's schemes.
+//! - `q` + the rest of an `l` key -> the `l` value: reservations of a snapshot that was folded
+//!   from another stream, kept until the stream found now is checked to hold them.
 //! - `m` + name: the ledger's stream position (u64 BE), the identity of the stream the
 //!   snapshot was folded from (its creation time, i128 BE nanoseconds), and the version of
 //!   this layout that wrote the log (u32 BE; absent in logs from before it was recorded,
@@ -36,6 +39,7 @@ const PENDING: u8 = b'p';
 const TASK: u8 = b't';
 const LEDGER: u8 = b'l';
 const SCHEME: u8 = b's';
+const QUARANTINE: u8 = b'q';
 /// Under the `m` prefix.
 const LEDGER_SEQ: &[u8] = b"mledger_seq";
 const STREAM_ID: &[u8] = b"mstream_created";
@@ -297,6 +301,28 @@ fn ledger_kv(model: &str, r: &StoredRange) -> (Vec<u8>, [u8; 33]) {
     v[24..32].copy_from_slice(&r.seq.to_be_bytes());
     v[32] = u8::from(r.automatic);
     (k, v)
+}
+
+/// Reads a range written by [`ledger_kv`] (under its own prefix or the quarantine's).
+fn range_of(k: &[u8], v: &[u8]) -> Result<(String, StoredRange), LogError> {
+    let corrupt = || LogError::Corrupt(0);
+    let sep = k.iter().skip(1).position(|&b| b == 0).ok_or_else(corrupt)? + 1;
+    let model = std::str::from_utf8(&k[1..sep])
+        .map_err(|_| corrupt())?
+        .to_owned();
+    if k.len() != sep + 9 || !(v.len() == 32 || v.len() == 33) {
+        return Err(corrupt());
+    }
+    let last = u64::from_be_bytes(v[..8].try_into().map_err(|_| corrupt())?);
+    let task = Uuid::from_slice(&v[8..24]).map_err(|_| corrupt())?;
+    let range = StoredRange {
+        first: seq_of(k),
+        last,
+        task,
+        seq: seq_of(&v[..32]),
+        automatic: v.get(32).is_none_or(|&b| b != 0),
+    };
+    Ok((model, range))
 }
 
 /// The ledger snapshot's key and value for one scheme: width, check digit, stream sequence,
@@ -606,32 +632,74 @@ impl EventLog {
         })
     }
 
+    /// Sets the ledger snapshot aside because it was folded from another stream: its ranges
+    /// move under the quarantine prefix (to be checked against the stream found now, see
+    /// [`EventLog::quarantined`]), and the snapshot starts again empty, for the stream
+    /// created at `created`. Quarantine first, so a crash between leaves them in both places.
+    pub fn quarantine_ledger(&self, saved: &SavedLedger, created: i128) -> Result<(), LogError> {
+        self.write(|| {
+            for (model, r) in &saved.ranges {
+                let (mut k, v) = ledger_kv(model, r);
+                k[0] = QUARANTINE;
+                self.tree
+                    .insert(k, &v[..])
+                    .map_err(io("quarantine the ledger in"))?;
+            }
+            let old: Vec<sled::IVec> = [LEDGER, SCHEME]
+                .into_iter()
+                .flat_map(|p| self.tree.scan_prefix([p]).keys())
+                .collect::<Result<_, _>>()
+                .map_err(io("read"))?;
+            for k in old {
+                self.tree
+                    .remove(k)
+                    .map_err(io("quarantine the ledger in"))?;
+            }
+            self.tree
+                .remove(LEDGER_SEQ)
+                .map_err(io("quarantine the ledger in"))?;
+            self.tree
+                .insert(STREAM_ID, &created.to_be_bytes()[..])
+                .map_err(io("save the stream identity in"))?;
+            Ok(())
+        })
+    }
+
+    /// The reservations set aside by [`EventLog::quarantine_ledger`] and not yet found again.
+    pub fn quarantined(&self) -> Result<Vec<(String, StoredRange)>, LogError> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix([QUARANTINE]) {
+            let (k, v) = kv.map_err(io("read"))?;
+            out.push(range_of(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Forgets the quarantined reservations: the stream holds them all.
+    pub fn release_quarantine(&self) -> Result<(), LogError> {
+        self.write(|| {
+            let keys: Vec<sled::IVec> = self
+                .tree
+                .scan_prefix([QUARANTINE])
+                .keys()
+                .collect::<Result<_, _>>()
+                .map_err(io("read"))?;
+            for k in keys {
+                self.tree
+                    .remove(k)
+                    .map_err(io("release the quarantine in"))?;
+            }
+            Ok(())
+        })
+    }
+
     /// The ledger snapshot.
     pub fn load_ledger(&self) -> Result<SavedLedger, LogError> {
         let corrupt = || LogError::Corrupt(0);
         let mut saved = SavedLedger::default();
         for kv in self.tree.scan_prefix([LEDGER]) {
             let (k, v) = kv.map_err(io("read"))?;
-            let sep = k.iter().skip(1).position(|&b| b == 0).ok_or_else(corrupt)? + 1;
-            let model = std::str::from_utf8(&k[1..sep])
-                .map_err(|_| corrupt())?
-                .to_owned();
-            if k.len() != sep + 9 || !(v.len() == 32 || v.len() == 33) {
-                return Err(corrupt());
-            }
-            let first = seq_of(&k);
-            let last = u64::from_be_bytes(v[..8].try_into().map_err(|_| corrupt())?);
-            let task = Uuid::from_slice(&v[8..24]).map_err(|_| corrupt())?;
-            saved.ranges.push((
-                model,
-                StoredRange {
-                    first,
-                    last,
-                    task,
-                    seq: seq_of(&v[..32]),
-                    automatic: v.get(32).is_none_or(|&b| b != 0),
-                },
-            ));
+            saved.ranges.push(range_of(&k, &v)?);
         }
         for kv in self.tree.scan_prefix([SCHEME]) {
             let (k, v) = kv.map_err(io("read"))?;
@@ -904,6 +972,53 @@ mod tests {
         assert_eq!(
             saved.ranges,
             [("0111".to_string(), r), ("A_b".to_string(), s)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_quarantined_snapshot_is_set_aside_whole_and_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        let r = first_ten(Uuid::new_v4());
+        let scheme = StoredScheme {
+            model: "0111".into(),
+            scheme: Format::default(),
+            seq: 5,
+        };
+        log.save_ledger(
+            &[("0111".into(), r)],
+            std::slice::from_ref(&scheme),
+            Some(9),
+        )
+        .unwrap();
+        log.save_stream(1).unwrap();
+        let saved = log.load_ledger().unwrap();
+        log.quarantine_ledger(&saved, 2).unwrap();
+        // The snapshot is empty, for the new stream; the old ranges wait apart.
+        let now = log.load_ledger().unwrap();
+        assert_eq!(
+            (
+                now.ranges.len(),
+                now.schemes.len(),
+                now.position,
+                now.stream
+            ),
+            (0, 0, 0, Some(2))
+        );
+        assert_eq!(log.quarantined().unwrap(), [("0111".to_string(), r)]);
+        // A new stream's range at the same first number does not hide the old one.
+        let other = StoredRange {
+            task: Uuid::new_v4(),
+            ..r
+        };
+        log.save_ledger(&[("0111".into(), other)], &[], Some(3))
+            .unwrap();
+        assert_eq!(log.quarantined().unwrap(), [("0111".to_string(), r)]);
+        log.release_quarantine().unwrap();
+        assert!(log.quarantined().unwrap().is_empty());
+        assert_eq!(
+            log.load_ledger().unwrap().ranges,
+            [("0111".to_string(), other)]
         );
     }
 

@@ -86,12 +86,20 @@ pub async fn reserve(
             } => (first, last, expected_seq, scheme, automatic, fixes_scheme),
             refused => return Ok(refusal(req, refused)),
         };
-        // A random order that this reservation fixes takes this replica's current key.
+        // A random order that this reservation fixes takes this replica's current key; one
+        // fixed before must be a key this replica holds, checked before any number is taken.
         let mut scheme = scheme;
-        if scheme.order == common::serial::Order::Random && scheme.key_id.is_none() {
-            match shared.keys.current() {
-                Ok(id) => scheme.key_id = Some(id),
-                Err(e) => return Ok(Reservation::Refused(codes::INVALID_REQUEST, e.to_string())),
+        if scheme.order == common::serial::Order::Random {
+            if scheme.key_id.is_none() {
+                match shared.keys.current() {
+                    Ok(id) => scheme.key_id = Some(id),
+                    Err(e) => {
+                        return Ok(Reservation::Refused(codes::INVALID_REQUEST, e.to_string()))
+                    }
+                }
+            }
+            if let Err(e) = common::serial::SerialFormatter::keyed(model, scheme, &shared.keys) {
+                return Ok(Reservation::Refused(codes::INVALID_REQUEST, e.to_string()));
             }
         }
         let event = Event::new(
@@ -131,7 +139,12 @@ pub async fn reserve(
                 // scheme was fixed by one of them, so the fold will grant it; no need to wait
                 // for the follower. A reservation that would fix the scheme waits: whether it
                 // meets another model's serials is decided by messages on other subjects.
-                let at_once = shared.single_replica.load(Ordering::Relaxed) && !fixes_scheme;
+                // Not before the follower has caught up at start either: the log's snapshot may
+                // hold ranges past its saved position, so the model's last sequence can be ahead
+                // of reservations not folded yet.
+                let at_once = shared.single_replica.load(Ordering::Relaxed)
+                    && !fixes_scheme
+                    && shared.ledger_ready.load(Ordering::Relaxed);
                 if !ack.duplicate {
                     let mut range = None;
                     if at_once {
@@ -268,6 +281,7 @@ fn refusal(req: &GenerateRequested, plan: Plan) -> Reservation {
                 req.format.or_default()
             ),
         ),
+        Plan::Invalid(message) => (codes::INVALID_REQUEST, message),
         // Plans that reserve are handled by the caller; never passed here.
         Plan::Held(..) | Plan::Reserve { .. } => (
             codes::INTERNAL,
@@ -288,6 +302,13 @@ async fn last_ledger_seq(shared: &Shared, model: &str) -> Result<u64, ReserveErr
         .await
     {
         Ok(m) => Ok(m.sequence),
+        // No message on the subject: a compare-and-set expects 0.
+        Err(e)
+            if e.kind()
+                == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+        {
+            Ok(0)
+        }
         Err(e) => Err(ReserveError::unanswered(&e)),
     }
 }

@@ -236,6 +236,7 @@ impl Views {
                 view.started_at.get_or_insert(event.time);
                 view.advance(State::Started);
             }
+            // Folded into the ledger above, before any task is looked up.
             EventData::Declared(_) => return None,
             EventData::Generated(g) => {
                 if view.state.is_final() || !view.seen_batches.insert(g.batch) {

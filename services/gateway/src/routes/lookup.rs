@@ -6,6 +6,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::extract::ApiPath;
+use crate::projection::State as TaskState;
 use crate::{ApiError, AppState};
 
 /// Which model, number and task issued a serial.
@@ -42,13 +43,23 @@ pub async fn lookup(
             "serial {serial:?} was never issued"
         )));
     };
-    let issued_at = views
-        .task(&range.task)
-        .and_then(|t| t.started_at)
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        });
+    // Reserved is not yet issued: a task that failed before writing its serials (a missing
+    // key, deliveries run out) issued only what it generated, from the range's start.
+    let task = views.task(&range.task);
+    let issued = task.is_some_and(|t| match t.state {
+        TaskState::Started | TaskState::Success => true,
+        TaskState::Failure => number - range.first < t.generated,
+        TaskState::Pending => false,
+    });
+    if !issued {
+        return Err(ApiError::NotFound(format!(
+            "serial {serial:?} was never issued"
+        )));
+    }
+    let issued_at = task.and_then(|t| t.started_at).and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    });
     Ok(Json(json!({
         "serial": serial,
         "code_model": model,

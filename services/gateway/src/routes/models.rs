@@ -125,7 +125,13 @@ fn settled(ledger: &Ledger, model: &str, scheme: Format) -> Result<Option<Respon
 #[utoipa::path(get, path = "/models", tag = "models", responses((status = 200, body = crate::openapi::ModelList)))]
 pub async fn list(State(state): State<AppState>) -> Json<Value> {
     let views = state.projection.views();
-    let models: Vec<Value> = views.ledger().models().map(|m| summary_json(&m)).collect();
+    // Models that only ever saw void declarations or reservations are not models.
+    let models: Vec<Value> = views
+        .ledger()
+        .models()
+        .filter(|m| m.scheme.is_some() || m.ranges > 0)
+        .map(|m| summary_json(&m))
+        .collect();
     Json(json!({ "models": models }))
 }
 
