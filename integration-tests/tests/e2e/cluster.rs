@@ -183,3 +183,56 @@ async fn sigterm_on_the_gateway_lets_a_download_in_flight_finish() {
     let status = gw.proc.wait(Duration::from_secs(30));
     assert!(status.success(), "gateway exit status {status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_ride_through_the_loss_of_the_stream_leader() {
+    let mut nodes = spawn_nats_cluster();
+    let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+    let list = |first: usize| {
+        (0..3)
+            .map(|i| urls[(first + i) % 3].clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let env = [("STREAM_REPLICAS", "3")];
+    let gw = spawn_gateway(&list(0), &env);
+    let dir = tempdir();
+    let _g = spawn_generator(&list(1), dir.path(), &env);
+    wait_for("the R3 stream and a ready gateway", T, || async {
+        let r = gw.http.get(gw.url("/readyz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    let first = submit(&gw, json!({"code_model":"LEAD","count":10})).await;
+    assert_eq!(finished(&gw, &first, T).await["state"], "SUCCESS");
+
+    // The node that leads SN goes away: every POST meanwhile is accepted on its first try,
+    // the gateway retrying its publish (same message id) through the election.
+    let leader = wait_for("the stream's leader", T, || async {
+        for n in &nodes {
+            let js = async_nats::jetstream::new(async_nats::connect(n.url()).await.ok()?);
+            let info = js.get_stream("SN").await.ok()?.info().await.ok()?.clone();
+            if let Some(name) = info.cluster.and_then(|c| c.leader) {
+                return name.strip_prefix('n')?.parse::<usize>().ok();
+            }
+        }
+        None
+    })
+    .await;
+    nodes[leader].stop();
+    let mut ids = Vec::new();
+    for i in 0..30u64 {
+        let body = json!({"code_model":"LEAD","count": 1 + i});
+        let r = post(&gw, &body).await;
+        assert_eq!(r.status(), 202, "POST {i} after the leader was lost");
+        ids.push(
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    for id in &ids {
+        assert_eq!(finished(&gw, id, T).await["state"], "SUCCESS");
+    }
+}

@@ -486,7 +486,8 @@ async fn nats_outage_gives_503_and_the_gateway_recovers_alone() {
     let mut nats = spawn_nats();
     let data = tempdir();
     let _generator = spawn_generator(&nats.url(), data.path(), &[]);
-    let gw = spawn_gateway(&nats.url(), &[]);
+    // A short publish deadline: the 503 comes after it.
+    let gw = spawn_gateway(&nats.url(), &[("PUBLISH_DEADLINE_SECS", "1")]);
     gw.wait_ready().await;
     let before = submit(&gw, json!({"code_model":"OUT","count":5})).await;
     assert_eq!(finished(&gw, &before, T).await["state"], "SUCCESS");

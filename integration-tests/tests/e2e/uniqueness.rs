@@ -461,7 +461,8 @@ async fn a_nats_restart_mid_run_loses_nothing_accepted() {
     let mut nats = spawn_nats();
     let data = tempdir();
     let _g = spawn_generator(&nats.url(), data.path(), &[("ACK_WAIT_SECS", "3")]);
-    let gw = spawn_gateway(&nats.url(), &[]);
+    // A short publish deadline: the 503 comes after it.
+    let gw = spawn_gateway(&nats.url(), &[("PUBLISH_DEADLINE_SECS", "1")]);
     gw.wait_ready().await;
     let mut ids = Vec::new();
     for _ in 0..10 {

@@ -146,10 +146,31 @@ pub trait Broker: Send + Sync + 'static {
 pub struct NatsBroker {
     pub client: async_nats::Client,
     pub js: jetstream::Context,
+    /// How long a publish is retried without an acknowledgement (`PUBLISH_DEADLINE_SECS`).
+    pub deadline: Duration,
 }
 
 fn other(e: impl std::fmt::Display) -> BrokerError {
     BrokerError::Other(e.to_string())
+}
+
+/// One publish of the event `id` and its acknowledgement, waited for at most 5 s.
+async fn publish_once(
+    js: &jetstream::Context,
+    subject: String,
+    id: &str,
+    payload: Bytes,
+) -> Result<Accepted, BrokerError> {
+    let publish = common::nats::event_publish(id, payload, None);
+    let ack = js.send_publish(subject, publish).await.map_err(other)?;
+    let ack = tokio::time::timeout(Duration::from_secs(5), ack)
+        .await
+        .map_err(|_| BrokerError::Other("no ack from JetStream in time".into()))?
+        .map_err(other)?;
+    Ok(Accepted {
+        sequence: ack.sequence,
+        duplicate: ack.duplicate,
+    })
 }
 
 impl Broker for NatsBroker {
@@ -160,24 +181,33 @@ impl Broker for NatsBroker {
     ) -> BoxFuture<'_, Result<Accepted, BrokerError>> {
         // The CloudEvent carries the same trace context as the NATS headers.
         let event = event.with_traceparent(common::telemetry::current_traceparent());
-        let publish = common::nats::event_publish(&event.id, event.to_json().into(), None);
+        let payload: Bytes = event.to_json().into();
         Box::pin(async move {
-            if !self.connected() {
-                return Err(BrokerError::Disconnected);
+            // Tried again with the same message id until the deadline: a leader election
+            // or a reconnect answers nothing, or "no responders", for a few seconds, and
+            // the duplicate window makes a retry of a publish that was stored after all
+            // answer "duplicate" instead of storing it twice.
+            let deadline = tokio::time::Instant::now() + self.deadline;
+            let mut pause = Duration::from_millis(50);
+            loop {
+                let last_error = if self.connected() {
+                    match publish_once(&self.js, subject.clone(), &event.id, payload.clone()).await
+                    {
+                        Ok(accepted) => return Ok(accepted),
+                        Err(e) => e,
+                    }
+                } else {
+                    BrokerError::Disconnected
+                };
+                let now = tokio::time::Instant::now();
+                if now + pause >= deadline {
+                    return Err(last_error);
+                }
+                metrics::counter!("sn_publish_retries_total").increment(1);
+                tracing::debug!(error = ?last_error, retry_in = ?pause, "publish not acknowledged yet");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
             }
-            let ack = self
-                .js
-                .send_publish(subject, publish)
-                .await
-                .map_err(other)?;
-            let ack = tokio::time::timeout(Duration::from_secs(5), ack)
-                .await
-                .map_err(|_| BrokerError::Other("no ack from JetStream in time".into()))?
-                .map_err(other)?;
-            Ok(Accepted {
-                sequence: ack.sequence,
-                duplicate: ack.duplicate,
-            })
         })
     }
 

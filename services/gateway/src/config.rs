@@ -36,6 +36,11 @@ pub struct Config {
     pub snapshot_every: u64,
     #[command(flatten)]
     pub keys: common::serial::keys::KeyArgs,
+    /// How long a request's publish is retried (same message id, so never stored twice)
+    /// while JetStream does not acknowledge it (a stream leader being elected, a reconnect)
+    /// before the client gets 503.
+    #[arg(long, env = "PUBLISH_DEADLINE_SECS", default_value_t = 15)]
+    pub publish_deadline_secs: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -49,6 +54,7 @@ impl std::fmt::Debug for Config {
             .field("max_count", &self.max_count)
             .field("snapshot_every", &self.snapshot_every)
             .field("keys", &self.keys)
+            .field("publish_deadline_secs", &self.publish_deadline_secs)
             .finish()
     }
 }

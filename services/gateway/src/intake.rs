@@ -47,9 +47,6 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
 
 /// Publishes `event` and waits for the stream's acknowledgement.
 pub async fn submit(state: &AppState, event: Event) -> Result<Accepted, ApiError> {
-    if !state.broker.connected() {
-        return Err(ApiError::Unavailable);
-    }
     let subject = event.nats_subject();
     let _span = tracing::info_span!(
         "publish",

@@ -85,6 +85,7 @@ impl Application {
         let state = AppState {
             projection: Arc::new(Projection::default()),
             broker: Arc::new(NatsBroker {
+                deadline: std::time::Duration::from_secs(config.publish_deadline_secs),
                 client,
                 js: js.clone(),
             }),
