@@ -48,6 +48,8 @@ pub struct Download {
 
 impl Api {
     pub fn new(base: &str) -> anyhow::Result<Api> {
+        // reqwest brings no TLS crypto provider in this workspace; it needs one installed.
+        common::telemetry::install_crypto_provider();
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(usize::MAX)
             .pool_idle_timeout(Duration::from_secs(90))

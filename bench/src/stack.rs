@@ -295,6 +295,7 @@ impl Service {
 
     /// Polls `/readyz` until it answers 200, for at most `timeout`.
     pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<Duration> {
+        common::telemetry::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()?;

@@ -101,6 +101,8 @@ impl Api {
         if base.scheme() != "http" || base.cannot_be_a_base() {
             return Err(format!("--url must be an http:// URL, not {base}"));
         }
+        // reqwest brings no TLS crypto provider in this workspace; it needs one installed.
+        common::telemetry::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("snctl/", env!("CARGO_PKG_VERSION")))

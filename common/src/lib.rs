@@ -2,10 +2,12 @@
 //!
 //! `subjects` and `events` are the contract other NATS clients rely on; `serial` and `request`
 //! hold the numbering rules the gateway checks early and the generator enforces; `nats`,
-//! `telemetry` and `shutdown` are the glue every binary needs at start and stop.
+//! `telemetry` and `shutdown` are the glue every binary needs at start and stop, `health` the
+//! containers' healthcheck.
 
 pub mod config;
 pub mod events;
+pub mod health;
 pub mod ledger;
 pub mod nats;
 pub mod request;

@@ -3,6 +3,9 @@
 
 use std::fmt;
 use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::Context as _;
 
 use async_nats::HeaderMap;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
@@ -42,6 +45,7 @@ impl Drop for TelemetryGuard {
 /// Installs the global subscriber: `RUST_LOG` filter (default `info`), text or JSON lines,
 /// and OTLP export when an endpoint is configured.
 pub fn init(default_service: &str, args: &TelemetryArgs) -> anyhow::Result<TelemetryGuard> {
+    install_crypto_provider();
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let service = args
@@ -52,7 +56,7 @@ pub fn init(default_service: &str, args: &TelemetryArgs) -> anyhow::Result<Telem
     // Spans always get W3C ids, so trace context travels in every event even when nothing
     // is exported; the exporter is added only when an endpoint is configured.
     let endpoint = args.otlp_endpoint.as_deref().filter(|e| !e.is_empty());
-    let provider = provider(&service, endpoint)?;
+    let provider = provider(&service, endpoint, args.otlp_certificate.as_deref())?;
     // Per span, only what a trace is read for: no busy/idle timing on every enter and exit,
     // no thread attributes, and no OpenTelemetry context stack kept beside tracing's (trace
     // context is always taken from the tracing span here, never from OpenTelemetry's current
@@ -87,7 +91,23 @@ pub fn init(default_service: &str, args: &TelemetryArgs) -> anyhow::Result<Telem
     })
 }
 
-fn provider(service: &str, endpoint: Option<&str>) -> anyhow::Result<SdkTracerProvider> {
+/// Makes ring the process's rustls crypto provider, for every TLS client built after it
+/// (the OTLP exporter's; async-nats picks ring too). reqwest is built without a provider of
+/// its own (its default, aws-lc-rs, is not compiled in) and panics when it builds a client
+/// in a process that installed none: every binary that uses reqwest calls this first.
+/// Installing twice is harmless: the first one stays.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The tracer provider. Its sampler comes from `OTEL_TRACES_SAMPLER` and
+/// `OTEL_TRACES_SAMPLER_ARG`, which the SDK reads when the builder is made (default
+/// `parentbased_always_on`).
+fn provider(
+    service: &str,
+    endpoint: Option<&str>,
+    ca: Option<&Path>,
+) -> anyhow::Result<SdkTracerProvider> {
     use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
     let resource = opentelemetry_sdk::Resource::builder()
         .with_service_name(service.to_owned())
@@ -97,10 +117,11 @@ fn provider(service: &str, endpoint: Option<&str>) -> anyhow::Result<SdkTracerPr
         return Ok(builder.build());
     };
     let endpoint = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
+    let ca = ca.map(read_ca).transpose()?;
     // The blocking HTTP client owns a runtime of its own; build it off the async threads.
-    let client = std::thread::spawn(reqwest_blocking_client)
+    let client = std::thread::spawn(move || reqwest_blocking_client(ca))
         .join()
-        .map_err(|_| anyhow::anyhow!("cannot build the OTLP HTTP client"))?;
+        .map_err(|_| anyhow::anyhow!("cannot build the OTLP HTTP client"))??;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_http_client(client)
@@ -109,8 +130,30 @@ fn provider(service: &str, endpoint: Option<&str>) -> anyhow::Result<SdkTracerPr
     Ok(builder.with_batch_exporter(exporter).build())
 }
 
-fn reqwest_blocking_client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::new()
+/// The certificates of a PEM file (`OTEL_EXPORTER_OTLP_CERTIFICATE`).
+fn read_ca(path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(path)
+        .with_context(|| format!("cannot read the OTLP CA file {}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .with_context(|| format!("cannot parse the OTLP CA file {}", path.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "no certificate in the OTLP CA file {}",
+        path.display()
+    );
+    Ok(certs)
+}
+
+/// The exporter's HTTP client: rustls with ring, the system's roots plus `ca`.
+fn reqwest_blocking_client(
+    ca: Option<Vec<reqwest::Certificate>>,
+) -> anyhow::Result<reqwest::blocking::Client> {
+    let builder = reqwest::blocking::Client::builder();
+    let builder = match ca {
+        Some(certs) => builder.tls_certs_merge(certs),
+        None => builder,
+    };
+    builder.build().context("cannot build the OTLP HTTP client")
 }
 
 /// The fields of text log lines: tracing-subscriber's, less those that only steer or label

@@ -1,6 +1,8 @@
 //! What a deployment relies on: the gateway fails closed without a token, the bearer scheme
-//! is case-insensitive, and both services are live while they wait for NATS at start.
+//! is case-insensitive, both services are live while they wait for NATS at start, and their
+//! `healthcheck` subcommands (Compose's healthchecks) tell a live service from none.
 
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -122,4 +124,54 @@ async fn both_services_are_live_but_not_ready_while_nats_is_not_there() {
     assert_eq!(view["state"], "SUCCESS", "{view}");
     let r = gw.http.get(gw.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// `<bin> healthcheck` with its listen address in `var`: the exit status and how long it took.
+fn healthcheck(bin: &str, var: &str, addr: &str) -> (ExitStatus, Duration) {
+    let start = Instant::now();
+    let (status, stderr) = run_args_to_exit(bin, &["healthcheck"], &[(var, addr)], T);
+    assert!(stderr.is_empty(), "{bin} healthcheck wrote: {stderr}");
+    (status, start.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_healthcheck_subcommands_exit_0_for_a_live_service_and_1_for_none() {
+    // Arrange: both services up; the healthchecks get wildcard addresses, as in Compose.
+    let nats = spawn_nats();
+    let data = tempdir();
+    let mut generator = spawn_generator(&nats.url(), data.path(), &[]);
+    let mut gw = spawn_gateway(&nats.url(), &[]);
+    gw.wait_ready().await;
+    generator.wait_ready().await;
+    let services = [
+        ("gateway", "HTTP_ADDR", gw.addr.port()),
+        ("generator", "ADMIN_ADDR", generator.addr.port()),
+    ];
+
+    for (bin, var, port) in services {
+        // Act + Assert: live.
+        let (status, took) = healthcheck(bin, var, &format!("0.0.0.0:{port}"));
+        assert_eq!(status.code(), Some(0), "{bin} healthcheck of a live {bin}");
+        assert!(took < Duration::from_secs(2), "{bin}: {took:?}");
+        // Nothing listens on another port.
+        let (status, took) = healthcheck(bin, var, &format!("0.0.0.0:{}", free_port()));
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "{bin} healthcheck with nothing there"
+        );
+        assert!(took < Duration::from_secs(3), "{bin}: {took:?}");
+    }
+
+    // Stopped services fail the check on their own ports.
+    assert!(gw.proc.sigterm(T).success());
+    assert!(generator.proc.sigterm(T).success());
+    for (bin, var, port) in services {
+        let (status, _) = healthcheck(bin, var, &format!("127.0.0.1:{port}"));
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "{bin} healthcheck of a stopped {bin}"
+        );
+    }
 }

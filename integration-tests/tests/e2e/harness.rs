@@ -295,6 +295,7 @@ impl Service {
 }
 
 pub fn http_client() -> reqwest::Client {
+    common::telemetry::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -551,8 +552,19 @@ pub fn repo_root() -> PathBuf {
 /// Runs a binary of the workspace to its end (bounded) with `env`; its exit status and
 /// stderr. For settings a binary must refuse before it starts anything.
 pub fn run_to_exit(name: &str, env: &[(&str, &str)], timeout: Duration) -> (ExitStatus, String) {
+    run_args_to_exit(name, &[], env, timeout)
+}
+
+/// [`run_to_exit`] with command-line arguments.
+pub fn run_args_to_exit(
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> (ExitStatus, String) {
     let mut cmd = Command::new(binary(name));
-    cmd.env_remove("API_TOKEN")
+    cmd.args(args)
+        .env_remove("API_TOKEN")
         .env_remove("AUTH")
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .stdin(Stdio::null())

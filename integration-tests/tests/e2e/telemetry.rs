@@ -79,15 +79,250 @@ async fn collect(State(spans): State<Arc<Mutex<Vec<Span>>>>, body: Bytes) -> &'s
     "{}"
 }
 
-async fn spawn_collector() -> Collector {
+fn collector_app() -> (axum::Router, Arc<Mutex<Vec<Span>>>) {
     let spans = Arc::new(Mutex::new(Vec::new()));
     let app = axum::Router::new()
         .route("/v1/traces", post(collect))
         .with_state(spans.clone());
+    (app, spans)
+}
+
+async fn spawn_collector() -> Collector {
+    let (app, spans) = collector_app();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     Collector { addr, spans }
+}
+
+/// A TCP listener that hands axum only connections that completed a TLS handshake.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, peer)) = self.tcp.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.tls.accept(tcp).await {
+                return (tls, peer);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// The collector over TLS, with a self-signed certificate for 127.0.0.1 made here; its PEM
+/// is written to `ca_file` for the services to trust.
+async fn spawn_tls_collector(ca_file: &std::path::Path) -> Collector {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    std::fs::write(ca_file, cert.cert.pem()).unwrap();
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key.into())
+        .unwrap();
+    let (app, spans) = collector_app();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let listener = TlsListener {
+        tcp,
+        tls: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+    };
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Collector { addr, spans }
+}
+
+impl Collector {
+    fn spans_of(&self, service: &str) -> Vec<Span> {
+        let spans = self.spans.lock().unwrap();
+        spans
+            .iter()
+            .filter(|s| s.service == service)
+            .cloned()
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_https_collector_whose_ca_is_given() {
+    // Arrange: a collector with a certificate no system trusts, and its CA in a file.
+    let dir = tempdir();
+    let ca = dir.path().join("collector-ca.pem");
+    let collector = spawn_tls_collector(&ca).await;
+    let endpoint = format!("https://{}", collector.addr);
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap()),
+    ];
+    let nats = spawn_nats();
+    let mut generator = spawn_generator(&nats.url(), &dir.path().join("data"), &otel);
+    let mut gw = spawn_gateway(&nats.url(), &otel);
+    gw.wait_ready().await;
+    generator.wait_ready().await;
+
+    // Act
+    let id = submit(&gw, json!({"code_model":"TLS","count":10})).await;
+    assert_eq!(finished(&gw, &id, T).await["state"], "SUCCESS");
+    assert!(gw.proc.sigterm(T).success());
+    assert!(generator.proc.sigterm(T).success());
+
+    // Assert: the task's spans of both services came over TLS.
+    wait_for("the task's spans over https", T, || async {
+        let spans = collector.spans.lock().unwrap();
+        let services: HashSet<&str> = spans
+            .iter()
+            .filter(|s| s.attrs.get("task_id") == Some(&id))
+            .map(|s| s.service.as_str())
+            .collect();
+        (services == HashSet::from(["gateway", "generator"])).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_otlp_ca_file_stops_the_start() {
+    let nats_url = format!("nats://127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", free_port());
+    let (status, stderr) = run_to_exit(
+        "gateway",
+        &[
+            ("NATS_URL", &nats_url),
+            ("HTTP_ADDR", &http),
+            ("AUTH", "off"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:4318"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem"),
+        ],
+        Duration::from_secs(10),
+    );
+    assert!(!status.success());
+    assert!(
+        stderr.contains("cannot read the OTLP CA file /nonexistent/ca.pem"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_otlp_protocol_other_than_http_protobuf_stops_the_start() {
+    let nats_url = format!("nats://127.0.0.1:{}", free_port());
+    for bin in ["gateway", "generator"] {
+        let (status, stderr) = run_to_exit(
+            bin,
+            &[
+                ("NATS_URL", &nats_url),
+                ("AUTH", "off"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ],
+            Duration::from_secs(10),
+        );
+        assert!(!status.success(), "{bin} started");
+        assert!(
+            stderr.contains("'grpc'") && stderr.contains("http/protobuf"),
+            "{bin}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trace_sampler_comes_from_the_environment() {
+    let collector = spawn_collector().await;
+    let endpoint = format!("http://{}", collector.addr);
+    let nats = spawn_nats();
+    let data = tempdir();
+    // One task through services that sample nothing, then one through services that sample
+    // everything; a service's exporter is flushed when it exits on SIGTERM.
+    let run = async |sampler: &[(&str, &str)], gateway: &str, generator: &str| {
+        let gw_env = [
+            [
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+                ("OTEL_SERVICE_NAME", gateway),
+            ]
+            .as_slice(),
+            sampler,
+        ]
+        .concat();
+        let gen_env = [
+            [
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+                ("OTEL_SERVICE_NAME", generator),
+            ]
+            .as_slice(),
+            sampler,
+        ]
+        .concat();
+        let mut g = spawn_generator(&nats.url(), data.path(), &gen_env);
+        let mut gw = spawn_gateway(&nats.url(), &gw_env);
+        gw.wait_ready().await;
+        g.wait_ready().await;
+        let id = submit(&gw, json!({"code_model":"SAMPLE","count":10})).await;
+        assert_eq!(finished(&gw, &id, T).await["state"], "SUCCESS");
+        assert!(gw.proc.sigterm(T).success());
+        assert!(g.proc.sigterm(T).success());
+    };
+
+    // Act
+    run(
+        &[("OTEL_TRACES_SAMPLER", "always_off")],
+        "gw-off",
+        "gen-off",
+    )
+    .await;
+    run(
+        &[
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0"),
+        ],
+        "gw-ratio0",
+        "gen-ratio0",
+    )
+    .await;
+    run(&[("OTEL_TRACES_SAMPLER", "always_on")], "gw-on", "gen-on").await;
+    run(
+        &[
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "1"),
+        ],
+        "gw-ratio1",
+        "gen-ratio1",
+    )
+    .await;
+
+    // Assert: the sampling runs exported their spans (so the others had a working exporter
+    // and were flushed too) ...
+    for service in ["gw-on", "gen-on", "gw-ratio1", "gen-ratio1"] {
+        wait_for(&format!("spans of {service}"), T, || async {
+            (!collector.spans_of(service).is_empty()).then_some(())
+        })
+        .await;
+    }
+    assert!(collector
+        .spans_of("gw-on")
+        .iter()
+        .any(|s| s.name == "POST /generate_sn"));
+    assert!(collector
+        .spans_of("gen-ratio1")
+        .iter()
+        .any(|s| s.name == "reserve"));
+    // ... and those that sample nothing exported nothing.
+    for service in ["gw-off", "gen-off", "gw-ratio0", "gen-ratio0"] {
+        assert_eq!(
+            collector.spans_of(service).len(),
+            0,
+            "{service} exported spans"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,8 +2,29 @@
 
 use std::net::SocketAddr;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use common::config::{NatsArgs, TelemetryArgs, DEFAULT_MAX_COUNT};
+
+/// The command line: the service by default, or one of its subcommands.
+#[derive(Debug, Parser)]
+#[command(
+    name = "gateway",
+    version,
+    about = "HTTP API of the serial-number service"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Exit 0 when GET /healthz on HTTP_ADDR's port (on 127.0.0.1 for a wildcard address)
+    /// answers 200 within 2 s, else 1: a container healthcheck without a shell or curl.
+    Healthcheck,
+}
 
 #[derive(Clone, Parser)]
 #[command(
@@ -96,6 +117,17 @@ mod tests {
 
     fn parse(args: &[&str]) -> Config {
         Config::try_parse_from(std::iter::once("gateway").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn the_service_is_the_default_and_healthcheck_reads_the_same_settings() {
+        let run = Cli::try_parse_from(["gateway", "--http-addr", "0.0.0.0:8181"]).unwrap();
+        assert!(run.command.is_none());
+        assert_eq!(run.run.http_addr.port(), 8181);
+        let check =
+            Cli::try_parse_from(["gateway", "--http-addr", "0.0.0.0:8181", "healthcheck"]).unwrap();
+        assert!(matches!(check.command, Some(Command::Healthcheck)));
+        assert_eq!(check.run.http_addr.port(), 8181);
     }
 
     #[test]

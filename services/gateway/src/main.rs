@@ -1,5 +1,5 @@
 use clap::Parser;
-use gateway::config::Config;
+use gateway::config::{Cli, Command};
 
 /// jemalloc, with the options built in by `.cargo/config.toml` (BENCHMARKS.md, "Changes
 /// since bce979d").
@@ -10,7 +10,14 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     common::config::load_dotenv();
-    let config = Config::parse();
+    let Cli {
+        command,
+        run: config,
+    } = Cli::parse();
+    if let Some(Command::Healthcheck) = command {
+        let healthy = common::health::healthy(config.http_addr, common::health::TIMEOUT);
+        std::process::exit(if healthy { 0 } else { 1 });
+    }
     let _telemetry = common::telemetry::init("gateway", &config.telemetry)?;
     tracing::info!(?config, "starting gateway");
     let shutdown = common::shutdown::on_signal();

@@ -26,6 +26,9 @@ pub enum Command {
         #[arg(long, env = "DATA_DIR", default_value = "./data/generator")]
         data_dir: PathBuf,
     },
+    /// Exit 0 when GET /healthz on ADMIN_ADDR's port (on 127.0.0.1 for a wildcard address)
+    /// answers 200 within 2 s, else 1: a container healthcheck without a shell or curl.
+    Healthcheck,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -11,8 +11,15 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 async fn main() -> anyhow::Result<()> {
     common::config::load_dotenv();
     let cli = Cli::parse();
-    if let Some(Command::Log { data_dir }) = cli.command {
-        return generator::print_log(&data_dir, &mut std::io::stdout().lock());
+    match cli.command {
+        Some(Command::Log { data_dir }) => {
+            return generator::print_log(&data_dir, &mut std::io::stdout().lock());
+        }
+        Some(Command::Healthcheck) => {
+            let healthy = common::health::healthy(cli.run.admin_addr, common::health::TIMEOUT);
+            std::process::exit(if healthy { 0 } else { 1 });
+        }
+        None => {}
     }
     let _telemetry = common::telemetry::init("generator", &cli.run.telemetry)?;
     tracing::info!(config = ?cli.run, "starting generator");

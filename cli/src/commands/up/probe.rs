@@ -32,6 +32,7 @@ pub async fn accepting(addr: &str, within: Duration) -> Result<(), Error> {
 
 /// Waits until every URL answers 2xx, one after the other.
 pub async fn ready(urls: &[String], within: Duration) -> Result<(), Error> {
+    common::telemetry::install_crypto_provider();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
