@@ -10,13 +10,13 @@
 #     pinned in scripts/nats-server-version;
 #   - lints docker/Dockerfile with hadolint and checks its shape (BIN arg, pinned bases,
 #     numeric non-root user, exec-form entrypoint, no HEALTHCHECK);
-#   - parses docker/compose.yaml, checks its services and validates it against the
-#     Compose specification schema;
+#   - parses docker/compose.yaml, checks its services (the services' healthchecks run their
+#     own `healthcheck` subcommand) and validates it against the Compose specification schema;
 #   - renders k8s/base and every overlay with `kubectl kustomize`, validates every object
 #     against the Kubernetes OpenAPI schemas of K8S_VERSION (strict: unknown fields fail),
 #     and checks the project's own rules (security context, resources, probes, ...);
 #   - checks what a production rollout relies on: the token and NATS passwords come from
-#     required Secrets, a NetworkPolicy for each workload, startup probes, the gateway's
+#     required Secrets, SERIAL_KEY from the optional Secret sn-serial-key, a NetworkPolicy for each workload, startup probes, the gateway's
 #     preStop sleep, no fixed replicas under an HPA, the NATS preStop, GOMEMLIMIT and
 #     max_file_store, the pinned exporter sidecar, PodMonitors and alert rules in prod;
 #   - runs checkov on the Dockerfile and the prod rendering, skipping only the findings
@@ -185,6 +185,12 @@ for svc, bin_ in (("gateway", "gateway"), ("generator", "generator")):
         errors.append(f"{svc}: OTEL_EXPORTER_OTLP_ENDPOINT is not http://jaeger:4318")
     if "nats" not in (s.get("depends_on") or {}):
         errors.append(f"{svc}: does not depend on nats")
+    # Distroless images: the healthcheck is the binary's own subcommand, by its image path.
+    test = (s.get("healthcheck") or {}).get("test")
+    if test != ["CMD", f"/usr/local/bin/{bin_}", "healthcheck"]:
+        errors.append(f"{svc}: healthcheck is not [CMD, /usr/local/bin/{bin_}, healthcheck]: {test!r}")
+    if f"/out/{bin_} /usr/local/bin/{bin_}\n" not in open("docker/Dockerfile").read():
+        errors.append(f"{svc}: docker/Dockerfile does not install the binary as /usr/local/bin/{bin_}")
 gen = services.get("generator", {})
 if env("generator").get("DATA_DIR") != "/data/generator":
     errors.append("generator: DATA_DIR is not /data/generator")
@@ -216,7 +222,7 @@ print("\n".join(errors))
 sys.exit(1 if errors else 0)
 PY
 }
-check "docker/compose.yaml: services nats (nats:$NATS_VERSION), gateway, generator, Jaeger v2; ports on 127.0.0.1" compose_shape
+check "docker/compose.yaml: services nats (nats:$NATS_VERSION), gateway, generator (healthchecks), Jaeger v2; ports on 127.0.0.1" compose_shape
 check "docker/compose.yaml: Compose specification schema" \
     check-jsonschema --builtin-schema vendor.compose-spec docker/compose.yaml
 
@@ -366,6 +372,11 @@ for kind, name in (("Deployment", "gateway"), ("StatefulSet", "generator")):
     need(ref.get("name", "").startswith("sn-nats-users") and ref.get("key") == name
          and ref.get("optional") is False,
          f"{name}: NATS_PASSWORD is not a required secretKeyRef to sn-nats-users/{name}")
+    # Random order is optional, its key the same for both: one optional Secret.
+    ref = ((env.get("SERIAL_KEY") or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+    need(ref.get("name", "").startswith("sn-serial-key") and ref.get("key") == "serial-key"
+         and ref.get("optional") is True,
+         f"{name}: SERIAL_KEY is not an optional secretKeyRef to sn-serial-key/serial-key")
 for name, hpa in by_kind.get("HorizontalPodAutoscaler", {}).items():
     ref = hpa["spec"]["scaleTargetRef"]
     scaled = by_kind.get(ref["kind"], {}).get(ref["name"])
@@ -422,7 +433,7 @@ if target == "prod":
          "prod: traces go to a Jaeger the overlay does not ship")
 secrets = by_kind.get("Secret", {})
 if target == "dev":
-    for secret in ("sn-api-token", "sn-nats-users"):
+    for secret in ("sn-api-token", "sn-nats-users", "sn-serial-key"):
         need(any(n_.startswith(secret) for n_ in secrets), f"dev: Secret {secret} not generated")
     for name in ("jaeger-collector", "jaeger-query"):
         need(name in by_kind.get("Service", {}), f"dev: Service/{name} missing")
