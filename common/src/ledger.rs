@@ -142,9 +142,22 @@ pub struct ModelState {
 pub struct Ledger {
     /// Ordered by code, so the models a code is a prefix of are neighbours.
     models: BTreeMap<String, ModelLedger>,
+    /// Whether each task's range is indexed by task: what planning needs (`plan`, `held`,
+    /// and telling a repeated reservation from an overlapping one). A ledger that only
+    /// answers by number (the gateway's, whose task views hold their ranges) goes without,
+    /// and sees a repeated reservation as void.
+    track_tasks: bool,
 }
 
 impl Ledger {
+    /// A ledger that plans: ranges indexed by task too.
+    pub fn planning() -> Ledger {
+        Ledger {
+            track_tasks: true,
+            ..Ledger::default()
+        }
+    }
+
     /// Folds a declaration of `model`'s scheme seen at stream sequence `seq`.
     pub fn declare(&mut self, model: &str, seq: u64, scheme: Format) -> Applied {
         if !valid_scheme(model, scheme) {
@@ -168,39 +181,54 @@ impl Ledger {
     /// holding the same range changes nothing.
     pub fn reserve(&mut self, model: &str, seq: u64, r: Reservation) -> Applied {
         let Range { first, last, task } = r.range;
-        {
+        let track_tasks = self.track_tasks;
+        let needs_namespace = {
             let m = self.entry(model, seq);
-            if let Some(held) = m.by_task.get(&task) {
-                return if *held == r.range {
-                    Applied::Repeat
-                } else {
-                    Applied::Void(Void::Malformed)
-                };
+            if track_tasks {
+                if let Some(held) = m.by_task.get(&task) {
+                    return if *held == r.range {
+                        Applied::Repeat
+                    } else {
+                        Applied::Void(Void::Malformed)
+                    };
+                }
             }
             // Nothing a generator of this version publishes: a scheme it would refuse, or a
             // range past what the scheme holds (its serials would be longer than the
-            // scheme's, outside the namespace rule).
-            let scheme = r.scheme.or(m.scheme);
-            let too_wide = scheme.is_some_and(|s| u128::from(last) >= s.capacity());
-            if first > last || too_wide || r.scheme.is_some_and(|s| !valid_scheme(model, s)) {
+            // scheme's, outside the namespace rule). The model's own scheme was checked when
+            // it was fixed.
+            let fixed = m.scheme;
+            let too_wide = r
+                .scheme
+                .or(fixed)
+                .is_some_and(|s| u128::from(last) >= s.capacity());
+            let unchecked = r.scheme.filter(|s| Some(*s) != fixed);
+            if first > last || too_wide || unchecked.is_some_and(|s| !valid_scheme(model, s)) {
                 return Applied::Void(Void::Malformed);
             }
             if let Some(hit) = overlap(m, first, last) {
                 return Applied::Void(Void::Overlap(hit));
             }
-        }
-        if let Some(scheme) = r.scheme {
-            if let Some(void) = self.check_scheme(model, scheme) {
+            match (fixed, r.scheme) {
+                (Some(f), Some(s)) if f != s => return Applied::Void(Void::Scheme(f)),
+                (None, Some(_)) => true,
+                _ => false,
+            }
+        };
+        if needs_namespace {
+            if let Some(void) = r.scheme.and_then(|s| self.check_scheme(model, s)) {
                 return Applied::Void(void);
             }
         }
-        let m = self.entry(model, seq);
+        let m = self.models.get_mut(model).expect("entered above");
         if m.scheme.is_none() && r.scheme.is_some() {
             m.scheme = r.scheme;
             m.scheme_seq = seq;
         }
         m.ranges.insert(first, r.range);
-        m.by_task.insert(task, r.range);
+        if track_tasks {
+            m.by_task.insert(task, r.range);
+        }
         m.issued += u128::from(r.range.count());
         if r.automatic {
             m.cursor = m.cursor.max(last);
@@ -504,7 +532,7 @@ mod tests {
 
     #[test]
     fn first_task_of_a_model_starts_at_one_and_next_follows_the_cursor() {
-        let mut l = Ledger::default();
+        let mut l = Ledger::planning();
         let t = Uuid::new_v4();
         assert_eq!(
             l.plan("m", t, None, 10, any()),
@@ -537,7 +565,7 @@ mod tests {
 
     #[test]
     fn one_high_explicit_range_leaves_automatic_numbering_alone() {
-        let mut l = Ledger::default();
+        let mut l = Ledger::planning();
         l.reserve("HIGH", 1, res(99_999_990, 99_999_999, false));
         let t = Uuid::new_v4();
         assert_eq!(reserve_at(l.plan("HIGH", t, None, 1, any())), (1, 1));
@@ -551,7 +579,7 @@ mod tests {
 
     #[test]
     fn automatic_ranges_fill_gaps_below_the_cursor_only_when_none_is_left_above() {
-        let mut l = Ledger::default();
+        let mut l = Ledger::planning();
         l.reserve("m", 1, res(1, 10, true));
         l.reserve("m", 2, res(21, 99_999_990, true));
         let t = Uuid::new_v4();
@@ -568,7 +596,7 @@ mod tests {
 
     #[test]
     fn overlaps_are_conflicts_and_gaps_are_free() {
-        let mut l = Ledger::default();
+        let mut l = Ledger::planning();
         let a = res(1, 1000, false);
         l.reserve("m", 1, a);
         let t = Uuid::new_v4();
@@ -600,7 +628,7 @@ mod tests {
 
     #[test]
     fn reserve_is_idempotent_and_the_first_in_stream_order_wins() {
-        let mut l = Ledger::default();
+        let mut l = Ledger::planning();
         let a = res(1, 10, true);
         assert_eq!(l.reserve("m", 1, a), Applied::Granted);
         assert_eq!(l.reserve("m", 1, a), Applied::Repeat);
@@ -621,7 +649,7 @@ mod tests {
 
     #[test]
     fn a_model_keeps_the_scheme_its_first_reservation_or_declaration_fixed() {
-        let mut l = Ledger::default();
+        let mut l = Ledger::planning();
         let gs1 = Format {
             width: 8,
             check_digit: CheckDigit::Gs1,
@@ -655,7 +683,7 @@ mod tests {
 
     #[test]
     fn a_model_that_could_meet_another_is_void_in_stream_order() {
-        let mut l = Ledger::default();
+        let mut l = Ledger::planning();
         assert_eq!(l.reserve("0111", 1, res(1, 10, true)), Applied::Granted);
         let mut wide = res(1_100_000_001, 1_100_000_001, false);
         wide.scheme = Some(w(10));
@@ -694,7 +722,7 @@ mod tests {
 
     #[test]
     fn lookup_finds_the_one_model_and_number_behind_a_serial() {
-        let mut l = Ledger::default();
+        let mut l = Ledger::planning();
         let a = res(1, 10, true);
         l.reserve("0111", 1, a);
         l.declare("02", 2, w(10));
@@ -708,7 +736,7 @@ mod tests {
 
     #[test]
     fn summaries_count_what_is_issued_and_left() {
-        let mut l = Ledger::default();
+        let mut l = Ledger::planning();
         l.declare("X", 1, w(2));
         l.reserve("X", 2, {
             let mut r = res(10, 19, false);

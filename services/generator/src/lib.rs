@@ -130,7 +130,7 @@ impl Application {
                 );
                 log.quarantine_ledger(&saved, created)?;
                 unverified.extend(saved.ranges);
-                (Ledger::default(), 0)
+                (Ledger::planning(), 0)
             }
         };
         let unverified = (!unverified.is_empty()).then_some(unverified);
@@ -219,7 +219,7 @@ fn trusted(saved: &SavedLedger, created: i128, last_seq: u64) -> Result<(), &'st
 
 /// The ledger the snapshot holds: schemes in the order they were fixed, then the ranges.
 fn fold_saved(saved: &SavedLedger) -> Ledger {
-    let mut ledger = Ledger::default();
+    let mut ledger = Ledger::planning();
     let mut schemes: Vec<_> = saved.schemes.iter().collect();
     schemes.sort_by_key(|s| s.seq);
     for s in schemes {
