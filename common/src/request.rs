@@ -1,6 +1,8 @@
 //! What a valid request for serials is. The gateway rejects bad input with these checks before
 //! anything reaches the stream; the generator runs the same checks again, as the authority.
 
+use std::num::NonZeroU64;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -147,7 +149,7 @@ impl GenerateSpec {
         check_scheme(scheme, "format")?;
         let capacity = scheme.capacity();
         let end = u128::from(self.number.unwrap_or(0)) + u128::from(self.count);
-        if let (Some(one_in), true) = (scheme.one_in, end > capacity) {
+        if let (Some(one_in), true) = (scheme.one_in.map(NonZeroU64::get), end > capacity) {
             let field = if self.number.is_some() {
                 "number"
             } else {
@@ -251,7 +253,7 @@ pub fn check_scheme(scheme: Format, prefix: &str) -> Result<(), FieldError> {
             ),
         ));
     }
-    if let Some(one_in) = scheme.one_in {
+    if let Some(one_in) = scheme.one_in.map(NonZeroU64::get) {
         if scheme.order != Order::Random {
             return Err(err(name("density"), "needs the random order"));
         }
@@ -284,7 +286,7 @@ fn parse_order(v: &Value, field: &'static str) -> Result<Order, FieldError> {
 
 /// `density`: the share of the width's numbers ever issued, as a number in (0, 1] or
 /// `"1/N"`; returned as N ("1 in N").
-fn parse_density(v: &Value, field: &'static str) -> Result<u64, FieldError> {
+fn parse_density(v: &Value, field: &'static str) -> Result<NonZeroU64, FieldError> {
     let bad = || err(field, "must be a fraction such as 0.0001 or \"1/10000\"");
     let one_in = match v {
         Value::String(s) => s
@@ -305,10 +307,7 @@ fn parse_density(v: &Value, field: &'static str) -> Result<u64, FieldError> {
         }
         _ => return Err(bad()),
     };
-    if one_in == 0 {
-        return Err(bad());
-    }
-    Ok(one_in)
+    NonZeroU64::new(one_in).ok_or_else(bad)
 }
 
 fn parse_width(v: &Value, field: &'static str) -> Result<u8, FieldError> {
@@ -436,11 +435,11 @@ mod tests {
         let f = scheme_from_json("0111", &json!({"order":"random","density":"1/10000"})).unwrap();
         assert_eq!(
             (f.order, f.one_in, f.width),
-            (Order::Random, Some(10_000), 8)
+            (Order::Random, NonZeroU64::new(10_000), 8)
         );
         assert_eq!(f.capacity(), 10_000);
         let f = scheme_from_json("0111", &json!({"order":"random","density":0.001})).unwrap();
-        assert_eq!(f.one_in, Some(1000));
+        assert_eq!(f.one_in, NonZeroU64::new(1000));
         for (body, field, says) in [
             (json!({"order":"random","width":5}), "width", "6 to 19"),
             (json!({"order":"random","width":20}), "width", "6 to 19"),

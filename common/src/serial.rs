@@ -3,6 +3,8 @@
 //! Formatting writes straight into a caller's buffer so the generator never allocates per
 //! serial; a batch of consecutive numbers is written as one range (see `range`).
 
+use std::num::{NonZeroU32, NonZeroU64};
+
 use serde::{Deserialize, Serialize};
 
 pub mod ff1;
@@ -133,11 +135,11 @@ pub struct Format {
     pub order: Order,
     /// Random order: the id of the master key the model's key is derived from (see `keys`).
     #[serde(default)]
-    pub key_id: Option<u32>,
+    pub key_id: Option<NonZeroU32>,
     /// Random order: only 1 in `one_in` of the width's numbers is ever issued, so a guessed
     /// serial is valid with a probability below `1 / one_in`.
     #[serde(default)]
-    pub one_in: Option<u64>,
+    pub one_in: Option<NonZeroU64>,
 }
 
 impl Default for Format {
@@ -161,7 +163,7 @@ impl Format {
     /// One past the highest number this scheme issues: `10^width`, or `10^width / one_in`
     /// for a sparse one. As u128 so width 20 fits.
     pub fn capacity(self) -> u128 {
-        10u128.pow(u32::from(self.width)) / u128::from(self.one_in.unwrap_or(1).max(1))
+        10u128.pow(u32::from(self.width)) / u128::from(self.one_in.map_or(1, NonZeroU64::get))
     }
 
     /// Length in bytes of every serial of `model` in this format.
@@ -181,7 +183,7 @@ impl std::fmt::Display for Format {
         if self.order == Order::Random {
             f.write_str(", random order")?;
             if let Some(id) = self.key_id {
-                write!(f, " (key {})", keys::key_id_text(id))?;
+                write!(f, " (key {})", keys::key_id_text(id.get()))?;
             }
         }
         if let Some(n) = self.one_in {
@@ -204,7 +206,7 @@ pub struct FormatRequest {
     pub order: Option<Order>,
     /// `density` as 1 in this many.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub one_in: Option<u64>,
+    pub one_in: Option<NonZeroU64>,
 }
 
 impl From<Format> for FormatRequest {
@@ -408,12 +410,12 @@ mod tests {
         // A request naming the order gets it for a new model, and must match an old one's.
         let asked = FormatRequest {
             order: Some(Order::Random),
-            one_in: Some(10),
+            one_in: NonZeroU64::new(10),
             ..FormatRequest::default()
         };
         assert_eq!(
             (asked.or_default().order, asked.or_default().one_in),
-            (Order::Random, Some(10))
+            (Order::Random, NonZeroU64::new(10))
         );
         assert!(asked.resolve(Some(Format::default())).is_err());
         // No key, or another: refused.

@@ -6,6 +6,8 @@
 //! not the key), so adding a new key in front later never changes an issued model's serials:
 //! the model keeps finding its own key by id, as long as it stays in the list.
 
+use std::num::NonZeroU32;
+
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
 
@@ -40,12 +42,16 @@ pub const MIN_KEY_BYTES: usize = 16;
 /// Master keys by id; the first is the one new models get.
 #[derive(Clone, Default)]
 pub struct Keyring {
-    keys: Vec<(u32, Vec<u8>)>,
+    keys: Vec<(NonZeroU32, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ids: Vec<String> = self.keys.iter().map(|(id, _)| key_id_text(*id)).collect();
+        let ids: Vec<String> = self
+            .keys
+            .iter()
+            .map(|(id, _)| key_id_text(id.get()))
+            .collect();
         write!(f, "Keyring({})", ids.join(", "))
     }
 }
@@ -64,8 +70,8 @@ pub enum KeyError {
          {MIN_KEY_BYTES} bytes, comma-separated, the current one first)"
     )]
     NoKey,
-    #[error("SERIAL_KEY does not hold the key {} this model was declared with", key_id_text(*.0))]
-    Missing(u32),
+    #[error("SERIAL_KEY does not hold the key {} this model was declared with", key_id_text(.0.get()))]
+    Missing(NonZeroU32),
     #[error(
         "a random order needs a width of {} to {} digits",
         super::ff1::MIN_DIGITS,
@@ -91,7 +97,7 @@ impl Keyring {
     }
 
     /// The id new random-order models are declared with.
-    pub fn current(&self) -> Result<u32, KeyError> {
+    pub fn current(&self) -> Result<NonZeroU32, KeyError> {
         self.keys.first().map(|(id, _)| *id).ok_or(KeyError::NoKey)
     }
 
@@ -100,7 +106,12 @@ impl Keyring {
     }
 
     /// The permutation of `model`'s numbers at `digits` digits, under the master key `id`.
-    pub fn permutation(&self, id: u32, model: &str, digits: u8) -> Result<Permutation, KeyError> {
+    pub fn permutation(
+        &self,
+        id: NonZeroU32,
+        model: &str,
+        digits: u8,
+    ) -> Result<Permutation, KeyError> {
         if !(super::ff1::MIN_DIGITS..=super::ff1::MAX_DIGITS).contains(&digits) {
             return Err(KeyError::Width);
         }
@@ -115,12 +126,13 @@ impl Keyring {
 }
 
 /// A master key's id: the first four bytes of a hash of it.
-fn id_of(master: &[u8]) -> u32 {
+fn id_of(master: &[u8]) -> NonZeroU32 {
     let digest = Sha256::new()
         .chain_update(b"sn serial key id\0")
         .chain_update(master)
         .finalize();
-    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+    let id = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    NonZeroU32::new(id).unwrap_or(NonZeroU32::MIN)
 }
 
 /// The AES-128 key of one model: HKDF-SHA256 of the master key, with the model code as info.
@@ -167,7 +179,7 @@ mod tests {
             Keyring::parse(Some("short")).unwrap_err(),
             KeyError::TooShort
         );
-        assert!(format!("{ring:?}").contains(&key_id_text(id)));
+        assert!(format!("{ring:?}").contains(&key_id_text(id.get())));
         assert!(
             !format!("{ring:?}").contains(old),
             "the key itself is never shown"

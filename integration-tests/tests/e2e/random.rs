@@ -111,8 +111,8 @@ async fn a_million_random_order_serials_across_two_generators_and_a_kill() {
     let keys = common::serial::Keyring::parse(Some(KEY)).unwrap();
     let scheme = common::Format {
         order: common::serial::Order::Random,
-        key_id: Some(u32::from_str_radix(&key_id, 16).unwrap()),
-        one_in: Some(1000),
+        key_id: std::num::NonZeroU32::new(u32::from_str_radix(&key_id, 16).unwrap()),
+        one_in: std::num::NonZeroU64::new(1000),
         ..common::Format::new(10, common::CheckDigit::None)
     };
     let f = common::serial::SerialFormatter::keyed("RND", scheme, &keys).unwrap();

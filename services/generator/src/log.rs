@@ -337,9 +337,9 @@ fn scheme_kv(s: &StoredScheme) -> (Vec<u8>, [u8; 31]) {
     v[2..10].copy_from_slice(&s.seq.to_be_bytes());
     v[10] = u8::from(s.scheme.order == Order::Random);
     v[11] = u8::from(s.scheme.key_id.is_some());
-    v[12..16].copy_from_slice(&s.scheme.key_id.unwrap_or(0).to_be_bytes());
+    v[12..16].copy_from_slice(&s.scheme.key_id.map_or(0, |k| k.get()).to_be_bytes());
     v[16] = u8::from(s.scheme.one_in.is_some());
-    v[17..25].copy_from_slice(&s.scheme.one_in.unwrap_or(0).to_be_bytes());
+    v[17..25].copy_from_slice(&s.scheme.one_in.map_or(0, |n| n.get()).to_be_bytes());
     (k, v)
 }
 
@@ -355,8 +355,9 @@ fn scheme_of(v: &[u8]) -> Option<(Format, u64)> {
         } else {
             Order::Sequential
         };
-        scheme.key_id = (v[11] == 1).then(|| u32::from_be_bytes([v[12], v[13], v[14], v[15]]));
-        scheme.one_in = (v[16] == 1).then(|| seq_of(&v[17..25]));
+        let key_id = u32::from_be_bytes([v[12], v[13], v[14], v[15]]);
+        scheme.key_id = std::num::NonZeroU32::new(key_id).filter(|_| v[11] == 1);
+        scheme.one_in = std::num::NonZeroU64::new(seq_of(&v[17..25])).filter(|_| v[16] == 1);
     }
     Some((scheme, seq_of(&v[2..10])))
 }
@@ -952,8 +953,8 @@ mod tests {
             model: "0111".into(),
             scheme: Format {
                 order: Order::Random,
-                key_id: Some(0xdead_beef),
-                one_in: Some(10_000),
+                key_id: std::num::NonZeroU32::new(0xdead_beef),
+                one_in: std::num::NonZeroU64::new(10_000),
                 ..Format::new(9, CheckDigit::Luhn)
             },
             seq: 2,

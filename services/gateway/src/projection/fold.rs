@@ -403,7 +403,7 @@ struct StoredRequest<'a> {
         Option<u8>,
         Option<common::CheckDigit>,
         Option<common::serial::Order>,
-        Option<u64>,
+        Option<std::num::NonZeroU64>,
     ),
     idempotency_key: Option<Cow<'a, str>>,
 }

@@ -203,7 +203,7 @@ fn scheme_json(s: Format) -> Value {
         "width": s.width,
         "check_digit": s.check_digit,
         "order": s.order,
-        "key_id": s.key_id.map(key_id_text),
+        "key_id": s.key_id.map(|k| key_id_text(k.get())),
         "density": s.one_in.map(|n| format!("1/{n}")),
     })
 }
