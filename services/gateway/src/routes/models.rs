@@ -30,6 +30,7 @@ const FOLD_WAIT: Duration = Duration::from_secs(2);
 #[utoipa::path(
     put,
     path = "/models/{code_model}",
+    operation_id = "declare_model",
     tag = "models",
     params(("code_model" = String, Path, description = "Product model code")),
     request_body = crate::openapi::SchemeDoc,
@@ -122,7 +123,13 @@ fn settled(ledger: &Ledger, model: &str, scheme: Format) -> Result<Option<Respon
 }
 
 /// Every model, by code.
-#[utoipa::path(get, path = "/models", tag = "models", responses((status = 200, body = crate::openapi::ModelList)))]
+#[utoipa::path(
+    get,
+    path = "/models",
+    operation_id = "list_models",
+    tag = "models",
+    responses((status = 200, body = crate::openapi::ModelList))
+)]
 pub async fn list(State(state): State<AppState>) -> Json<Value> {
     let views = state.projection.views();
     // Models that only ever saw void declarations or reservations are not models.
