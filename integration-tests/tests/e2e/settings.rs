@@ -39,11 +39,17 @@ async fn a_restarted_generator_updates_the_consumer_to_its_settings() {
         (now == (Duration::from_secs(120), 2)).then_some(())
     })
     .await;
-    let log = std::fs::read_to_string(&g.proc.log).unwrap();
-    assert!(
-        log.contains("ack_wait: 30s -> 120s") && log.contains("max_deliver: 5 -> 2"),
-        "the change is logged"
-    );
+    // The line is written just after the update: read until it is there.
+    let path = g.proc.log.clone();
+    wait_for("the change in the generator's log", T, || {
+        let path = path.clone();
+        async move {
+            let log = std::fs::read_to_string(&path).ok()?;
+            (log.contains("ack_wait: 30s -> 120s") && log.contains("max_deliver: 5 -> 2"))
+                .then_some(())
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

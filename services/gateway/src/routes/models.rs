@@ -41,6 +41,7 @@ const FOLD_WAIT: Duration = Duration::from_secs(2);
         (status = 400, description = "Malformed JSON", body = crate::openapi::ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = crate::openapi::ErrorBody),
         (status = 409, description = "The model has another scheme (`scheme_conflict`), or its serials could be another model's (`namespace_conflict`)", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = crate::openapi::ErrorBody),
         (status = 415, description = "Not application/json", body = crate::openapi::ErrorBody),
         (status = 422, description = "A field is invalid", body = crate::openapi::ErrorBody),
         (status = 503, description = "NATS unreachable, or the views still catching up; Retry-After", body = crate::openapi::ErrorBody),
