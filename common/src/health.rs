@@ -86,9 +86,21 @@ mod tests {
             let addr = listener.local_addr().unwrap();
             let server = std::thread::spawn(move || {
                 let (mut s, _) = listener.accept().unwrap();
-                let mut req = [0u8; 512];
-                let _ = s.read(&mut req).unwrap();
+                // The whole request first: closing with some of it unread would reset the
+                // connection under the answer.
+                let mut req = Vec::new();
+                let mut buf = [0u8; 512];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut buf).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    req.extend_from_slice(&buf[..n]);
+                }
                 s.write_all(answer.as_bytes()).unwrap();
+                s.shutdown(std::net::Shutdown::Write).unwrap();
+                // Until the client has read the answer and closed.
+                let _ = s.read_to_end(&mut req);
             });
             assert_eq!(healthy(addr, TIMEOUT), want, "{answer:?}");
             server.join().unwrap();
