@@ -589,3 +589,28 @@ pub fn run_args_to_exit(
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     (status, stderr)
 }
+
+/// Waits until the service's log holds `text` (a line is written a moment after what it tells).
+pub async fn wait_for_log(s: &Service, text: &str, timeout: Duration) {
+    let path = s.proc.log.clone();
+    wait_for(&format!("{text:?} in {}", path.display()), timeout, || {
+        let path = path.clone();
+        async move {
+            let log = std::fs::read_to_string(&path).ok()?;
+            log.contains(text).then_some(())
+        }
+    })
+    .await;
+}
+
+/// GETs `path` of a service and reads the body as JSON.
+pub async fn get_json(s: &Service, path: &str) -> Value {
+    s.http
+        .get(s.url(path))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}

@@ -203,15 +203,7 @@ async fn random_order_without_a_key_is_refused_where_it_would_be_used() {
     .await;
     let v = finished(&keyed_gw, &id, T).await;
     assert_eq!(v["error"]["code"], "invalid_request", "{v}");
-    let models: Value = keyed_gw
-        .http
-        .get(keyed_gw.url("/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = get_json(&keyed_gw, "/models").await;
     assert!(
         models["models"]
             .as_array()

@@ -39,17 +39,8 @@ async fn a_restarted_generator_updates_the_consumer_to_its_settings() {
         (now == (Duration::from_secs(120), 2)).then_some(())
     })
     .await;
-    // The line is written just after the update: read until it is there.
-    let path = g.proc.log.clone();
-    wait_for("the change in the generator's log", T, || {
-        let path = path.clone();
-        async move {
-            let log = std::fs::read_to_string(&path).ok()?;
-            (log.contains("ack_wait: 30s -> 120s") && log.contains("max_deliver: 5 -> 2"))
-                .then_some(())
-        }
-    })
-    .await;
+    wait_for_log(&g, "ack_wait: 30s -> 120s", T).await;
+    wait_for_log(&g, "max_deliver: 5 -> 2", T).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

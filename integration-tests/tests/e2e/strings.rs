@@ -12,6 +12,9 @@ use crate::harness::*;
 
 const T: Duration = Duration::from_secs(60);
 
+/// What a generator logs when the stream lacks reservations its log holds.
+const REFUSAL: &str = "lacks reservations this generator's log holds";
+
 /// PUT /models/{model} with a JSON body.
 async fn declare(gw: &Service, model: &str, scheme: Value) -> reqwest::Response {
     gw.http
@@ -110,15 +113,7 @@ async fn a_model_keeps_one_scheme_so_its_numbers_never_write_the_same_string() {
     )
     .await;
     assert_eq!(error_of(r).await.1, "format_mismatch");
-    let model: Value = gw
-        .http
-        .get(gw.url("/models/5550"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let model = get_json(&gw, "/models/5550").await;
     assert_eq!(
         model["scheme"],
         json!({"width":7,"check_digit":"gs1","order":"sequential","key_id":null,"density":null})
@@ -190,15 +185,7 @@ async fn models_whose_serials_could_meet_are_refused_and_others_never() {
     assert_eq!(failed["error"]["code"], "namespace_conflict", "{failed}");
 
     // Every model the ledger admitted writes serials no other can.
-    let models: Value = gw
-        .http
-        .get(gw.url("/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = get_json(&gw, "/models").await;
     let with_scheme: Vec<_> = models["models"]
         .as_array()
         .unwrap()
@@ -445,16 +432,7 @@ async fn a_generator_whose_log_holds_what_a_recreated_stream_lacks_refuses_to_is
     js.delete_stream("SN").await.unwrap();
 
     let g = spawn_generator(&nats.url(), data.path(), &[]);
-    let log = g.proc.log.clone();
-    wait_for("the refusal in the generator's log", T, || {
-        let log = log.clone();
-        async move {
-            let text = std::fs::read_to_string(&log).ok()?;
-            text.contains("lacks reservations this generator's log holds")
-                .then_some(())
-        }
-    })
-    .await;
+    wait_for_log(&g, REFUSAL, T).await;
     let r = g.http.get(g.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503);
     // A request on the new stream is left for a generator that can issue it.
@@ -478,16 +456,7 @@ async fn a_generator_whose_log_holds_what_a_recreated_stream_lacks_refuses_to_is
     let mut g = g;
     assert!(g.proc.sigterm(Duration::from_secs(20)).success());
     let again = spawn_generator(&nats.url(), data.path(), &[]);
-    let log = again.proc.log.clone();
-    wait_for("the refusal again", T, || {
-        let log = log.clone();
-        async move {
-            let text = std::fs::read_to_string(&log).ok()?;
-            text.contains("lacks reservations this generator's log holds")
-                .then_some(())
-        }
-    })
-    .await;
+    wait_for_log(&again, REFUSAL, T).await;
     let r = again.http.get(again.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503);
 }
