@@ -101,28 +101,37 @@ pub enum LogFormat {
     Json,
 }
 
+/// The OTLP transports built in, named as `OTEL_EXPORTER_OTLP_PROTOCOL` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OtlpProtocol {
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
+    #[value(name = "grpc")]
+    Grpc,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct TelemetryArgs {
     /// Log output: text or json (one object per line).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// OTLP/HTTP endpoint (e.g. http://jaeger:4318, or https://); tracing export is off when
-    /// unset.
+    /// OTLP endpoint (e.g. http://jaeger:4318 for `http/protobuf`, http://jaeger:4317 for
+    /// `grpc`, or https://); tracing export is off when unset.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
     /// CA certificate(s) (PEM) trusted for an https:// OTLP endpoint, beside the system's
     /// roots: for a collector with a private CA.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_CERTIFICATE")]
     pub otlp_certificate: Option<PathBuf>,
-    /// OTLP transport: only `http/protobuf` is built in (gRPC is not); any other value is
-    /// refused at start rather than sent to a port that speaks something else.
+    /// OTLP transport: `http/protobuf` or `grpc`. Any other value (`http/json`) is refused
+    /// at start rather than sent to a port that speaks something else.
     #[arg(
         long,
         env = "OTEL_EXPORTER_OTLP_PROTOCOL",
-        default_value = "http/protobuf",
-        value_parser = ["http/protobuf"]
+        value_enum,
+        default_value_t = OtlpProtocol::HttpProtobuf
     )]
-    pub otlp_protocol: String,
+    pub otlp_protocol: OtlpProtocol,
     /// Service name reported in traces.
     #[arg(long, env = "OTEL_SERVICE_NAME")]
     pub service_name: Option<String>,

@@ -1,5 +1,7 @@
-//! Telemetry in one place: the log filter and format, the OTLP trace export, and W3C trace
-//! context carried in NATS headers and CloudEvents.
+//! Telemetry in one place: the log filter and format, the OTLP trace export (HTTP here,
+//! gRPC in `otlp_grpc`), and W3C trace context carried in NATS headers and CloudEvents.
+
+mod otlp_grpc;
 
 use std::fmt;
 use std::io::IsTerminal;
@@ -25,7 +27,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogFormat, TelemetryArgs};
+use crate::config::{LogFormat, OtlpProtocol, TelemetryArgs};
 
 /// Flushes and stops the trace exporter when dropped.
 pub struct TelemetryGuard {
@@ -56,7 +58,12 @@ pub fn init(default_service: &str, args: &TelemetryArgs) -> anyhow::Result<Telem
     // Spans always get W3C ids, so trace context travels in every event even when nothing
     // is exported; the exporter is added only when an endpoint is configured.
     let endpoint = args.otlp_endpoint.as_deref().filter(|e| !e.is_empty());
-    let provider = provider(&service, endpoint, args.otlp_certificate.as_deref())?;
+    let provider = provider(
+        &service,
+        endpoint,
+        args.otlp_protocol,
+        args.otlp_certificate.as_deref(),
+    )?;
     // Per span, only what a trace is read for: no busy/idle timing on every enter and exit,
     // no thread attributes, and no OpenTelemetry context stack kept beside tracing's (trace
     // context is always taken from the tracing span here, never from OpenTelemetry's current
@@ -106,9 +113,9 @@ pub fn install_crypto_provider() {
 fn provider(
     service: &str,
     endpoint: Option<&str>,
+    protocol: OtlpProtocol,
     ca: Option<&Path>,
 ) -> anyhow::Result<SdkTracerProvider> {
-    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
     let resource = opentelemetry_sdk::Resource::builder()
         .with_service_name(service.to_owned())
         .build();
@@ -116,22 +123,38 @@ fn provider(
     let Some(endpoint) = endpoint else {
         return Ok(builder.build());
     };
-    let endpoint = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
-    let ca = ca.map(read_ca).transpose()?;
-    // The blocking HTTP client owns a runtime of its own; build it off the async threads.
-    let client = std::thread::spawn(move || reqwest_blocking_client(ca))
-        .join()
-        .map_err(|_| anyhow::anyhow!("cannot build the OTLP HTTP client"))??;
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_http_client(client)
-        .with_endpoint(endpoint)
-        .build()?;
-    Ok(builder.with_batch_exporter(exporter).build())
+    let ca_pem = ca.map(read_ca).transpose()?;
+    Ok(match protocol {
+        OtlpProtocol::HttpProtobuf => builder.with_batch_exporter(http_exporter(endpoint, ca_pem)?),
+        OtlpProtocol::Grpc => {
+            builder.with_batch_exporter(otlp_grpc::GrpcExporter::new(endpoint, ca_pem)?)
+        }
+    }
+    .build())
 }
 
-/// The certificates of a PEM file (`OTEL_EXPORTER_OTLP_CERTIFICATE`).
-fn read_ca(path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+/// OTLP/HTTP with protobuf bodies, posted to `<endpoint>/v1/traces`.
+fn http_exporter(
+    endpoint: &str,
+    ca_pem: Option<Vec<u8>>,
+) -> anyhow::Result<opentelemetry_otlp::SpanExporter> {
+    use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+    let endpoint = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
+    // The blocking HTTP client owns a runtime of its own; build it off the async threads.
+    let client = std::thread::spawn(move || reqwest_blocking_client(ca_pem))
+        .join()
+        .map_err(|_| anyhow::anyhow!("cannot build the OTLP HTTP client"))??;
+    Ok(opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_http_client(client)
+        .with_endpoint(endpoint)
+        .build()?)
+}
+
+/// The PEM of `OTEL_EXPORTER_OTLP_CERTIFICATE`, checked at start to hold certificates: a
+/// missing or broken file stops the service instead of failing every export later.
+fn read_ca(path: &Path) -> anyhow::Result<Vec<u8>> {
     let pem = std::fs::read(path)
         .with_context(|| format!("cannot read the OTLP CA file {}", path.display()))?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem)
@@ -141,16 +164,17 @@ fn read_ca(path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
         "no certificate in the OTLP CA file {}",
         path.display()
     );
-    Ok(certs)
+    Ok(pem)
 }
 
-/// The exporter's HTTP client: rustls with ring, the system's roots plus `ca`.
-fn reqwest_blocking_client(
-    ca: Option<Vec<reqwest::Certificate>>,
-) -> anyhow::Result<reqwest::blocking::Client> {
+/// The exporter's HTTP client: rustls with ring, the system's roots plus the certificates
+/// of `ca_pem`.
+fn reqwest_blocking_client(ca_pem: Option<Vec<u8>>) -> anyhow::Result<reqwest::blocking::Client> {
     let builder = reqwest::blocking::Client::builder();
-    let builder = match ca {
-        Some(certs) => builder.tls_certs_merge(certs),
+    let builder = match ca_pem {
+        Some(pem) => builder.tls_certs_merge(
+            reqwest::Certificate::from_pem_bundle(&pem).context("cannot parse the OTLP CA file")?,
+        ),
         None => builder,
     };
     builder.build().context("cannot build the OTLP HTTP client")

@@ -1,5 +1,5 @@
-//! One trace per task across both services (OTLP received by an in-test collector),
-//! Prometheus metrics on both services, JSON logs with trace ids.
+//! One trace per task across both services (OTLP over HTTP or gRPC, received by an in-test
+//! collector), Prometheus metrics on both services, JSON logs with trace ids.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -8,7 +8,12 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use prost::Message;
 use serde_json::{json, Value};
@@ -28,7 +33,7 @@ struct Span {
     attrs: HashMap<String, String>,
 }
 
-/// A minimal OTLP/HTTP trace receiver: decodes the protobuf export requests.
+/// A minimal OTLP trace receiver (over HTTP or gRPC): keeps the spans it is sent.
 struct Collector {
     addr: std::net::SocketAddr,
     spans: Arc<Mutex<Vec<Span>>>,
@@ -36,7 +41,12 @@ struct Collector {
 
 async fn collect(State(spans): State<Arc<Mutex<Vec<Span>>>>, body: Bytes) -> &'static str {
     let req = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
-    let mut out = spans.lock().unwrap();
+    record(req, &mut spans.lock().unwrap());
+    "{}"
+}
+
+/// The spans of one export request, flattened.
+fn record(req: ExportTraceServiceRequest, out: &mut Vec<Span>) {
     for rs in req.resource_spans {
         let service = rs
             .resource
@@ -76,7 +86,6 @@ async fn collect(State(spans): State<Arc<Mutex<Vec<Span>>>>, body: Bytes) -> &'s
             }
         }
     }
-    "{}"
 }
 
 fn collector_app() -> (axum::Router, Arc<Mutex<Vec<Span>>>) {
@@ -142,6 +151,48 @@ async fn spawn_tls_collector(ca_file: &std::path::Path) -> Collector {
         tls: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
     };
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Collector { addr, spans }
+}
+
+/// The OTLP/gRPC trace service, as opentelemetry-proto generates it for tonic.
+struct GrpcTraces(Arc<Mutex<Vec<Span>>>);
+
+#[tonic::async_trait]
+impl TraceService for GrpcTraces {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        record(request.into_inner(), &mut self.0.lock().unwrap());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// The collector over OTLP/gRPC only (no HTTP route). With `ca_file`, over TLS, with a
+/// self-signed certificate for 127.0.0.1 made here whose PEM is written to `ca_file`.
+async fn spawn_grpc_collector(ca_file: Option<&std::path::Path>) -> Collector {
+    use tonic::transport::server::TcpIncoming;
+    use tonic::transport::{Identity, ServerTlsConfig};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut server = tonic::transport::Server::builder();
+    if let Some(ca_file) = ca_file {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        std::fs::write(ca_file, cert.cert.pem()).unwrap();
+        let identity = Identity::from_pem(cert.cert.pem(), cert.signing_key.serialize_pem());
+        server = server
+            .tls_config(ServerTlsConfig::new().identity(identity))
+            .unwrap();
+    }
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let router = server.add_service(TraceServiceServer::new(GrpcTraces(spans.clone())));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        router
+            .serve_with_incoming(TcpIncoming::from(listener))
+            .await
+            .unwrap()
+    });
     Collector { addr, spans }
 }
 
@@ -215,7 +266,7 @@ async fn an_unreadable_otlp_ca_file_stops_the_start() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_otlp_protocol_other_than_http_protobuf_stops_the_start() {
+async fn an_otlp_protocol_that_is_not_built_in_stops_the_start() {
     let nats_url = format!("nats://127.0.0.1:{}", free_port());
     for bin in ["gateway", "generator"] {
         let (status, stderr) = run_to_exit(
@@ -223,16 +274,105 @@ async fn an_otlp_protocol_other_than_http_protobuf_stops_the_start() {
             &[
                 ("NATS_URL", &nats_url),
                 ("AUTH", "off"),
-                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
             ],
             Duration::from_secs(10),
         );
         assert!(!status.success(), "{bin} started");
         assert!(
-            stderr.contains("'grpc'") && stderr.contains("http/protobuf"),
+            stderr.contains("'http/json'")
+                && stderr.contains("http/protobuf")
+                && stderr.contains("grpc"),
             "{bin}: {stderr}"
         );
     }
+}
+
+/// Runs one task through both services exporting with `otel`, stops them (which flushes
+/// their exporters) and returns the task's trace as `collector` received it: its POST span,
+/// the gateway's publish span and the generator's process span must all have arrived.
+async fn one_traced_task(collector: &Collector, model: &str, otel: &[(&str, &str)]) -> Vec<Span> {
+    let nats = spawn_nats();
+    let data = tempdir();
+    let mut generator = spawn_generator(&nats.url(), data.path(), otel);
+    let mut gw = spawn_gateway(&nats.url(), otel);
+    gw.wait_ready().await;
+    generator.wait_ready().await;
+
+    let id = submit(&gw, json!({"code_model": model, "count": 10})).await;
+    assert_eq!(finished(&gw, &id, T).await["state"], "SUCCESS");
+    assert!(gw.proc.sigterm(T).success());
+    assert!(generator.proc.sigterm(T).success());
+
+    let requested = format!("sn.{model}.requested.{id}");
+    wait_for("the task's trace from both services", T, || async {
+        let spans = collector.spans.lock().unwrap().clone();
+        let post = spans
+            .iter()
+            .find(|s| s.name == "POST /generate_sn" && s.attrs.get("task_id") == Some(&id))?;
+        let trace: Vec<Span> = spans
+            .iter()
+            .filter(|s| s.trace_id == post.trace_id)
+            .cloned()
+            .collect();
+        let has = |service: &str, name: &str| {
+            trace.iter().any(|s| s.service == service && s.name == name)
+        };
+        (has("gateway", &format!("send {requested}"))
+            && has("generator", &format!("process {requested}")))
+        .then_some(trace)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_task_is_one_trace_over_otlp_grpc() {
+    // Arrange: a collector that speaks only gRPC, and both services told to use it.
+    let collector = spawn_grpc_collector(None).await;
+    let endpoint = format!("http://{}", collector.addr);
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+    ];
+
+    // Act
+    let trace = one_traced_task(&collector, "GRPC", &otel).await;
+
+    // Assert: the generator's processing span is a child of the gateway's publish span, in
+    // the trace the POST started.
+    let publish = trace
+        .iter()
+        .find(|s| s.service == "gateway" && s.name.starts_with("send sn.GRPC.requested."))
+        .unwrap();
+    let process = trace
+        .iter()
+        .find(|s| s.service == "generator" && s.name.starts_with("process sn.GRPC.requested."))
+        .unwrap();
+    assert_eq!(process.parent, publish.span_id);
+    assert!(trace
+        .iter()
+        .any(|s| s.service == "generator" && s.name == "reserve"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_a_grpc_collector_over_tls_whose_ca_is_given() {
+    // Arrange: a gRPC collector with a certificate no system trusts, and its CA in a file.
+    let dir = tempdir();
+    let ca = dir.path().join("collector-ca.pem");
+    let collector = spawn_grpc_collector(Some(&ca)).await;
+    let endpoint = format!("https://{}", collector.addr);
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap()),
+    ];
+
+    // Act
+    let trace = one_traced_task(&collector, "GRPCTLS", &otel).await;
+
+    // Assert: both services' spans of the task came over TLS, in one trace.
+    let services: HashSet<&str> = trace.iter().map(|s| s.service.as_str()).collect();
+    assert_eq!(services, HashSet::from(["gateway", "generator"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
