@@ -19,6 +19,8 @@
 #     required Secrets, SERIAL_KEY from the optional Secret sn-serial-key, a NetworkPolicy for each workload, startup probes, the gateway's
 #     preStop sleep, no fixed replicas under an HPA, the NATS preStop, GOMEMLIMIT and
 #     max_file_store, the pinned exporter sidecar, PodMonitors and alert rules in prod;
+#   - checks that every metric the alert rules read exists (the services' own, and the
+#     exporter's gauges of the pinned nats-server's /varz);
 #   - runs checkov on the Dockerfile and the prod rendering, skipping only the findings
 #     accepted in docs/deploy.md ("Accepted scanner findings");
 #   - tests k8s/base/nats.conf (with nats-auth.conf) with the pinned `nats-server -t`.
@@ -491,6 +493,83 @@ nats_conf() {
         env "${env[@]}" nats-server -t -c "$tmp/nats-sync.conf"
 }
 check "k8s/base/nats.conf + nats-auth.conf: nats-server $NATS_VERSION -t (as is and with sync_interval: always)" nats_conf
+
+# --- alert rules ------------------------------------------------------------------------
+# Every metric an alert of the prod rendering reads must exist: the services' own (the names
+# given to metrics::counter!/gauge!/histogram! under services/) and the exporter sidecar's.
+# The exporter names /varz fields as collector.go of prometheus-nats-exporter v0.20.1 does
+# (gnatsd_varz_ + the JSON path joined by "_"); the fields come from the pinned nats-server
+# itself, started here with JetStream. A new exporter tag means reading its collector.go
+# again, so the tag is part of the check.
+EXPORTER_VERSION=0.20.1
+alert_metrics() {
+    "$PYTHON" - "$tmp/prod.yaml" "$EXPORTER_VERSION" <<'PY'
+import json, pathlib, re, socket, subprocess, sys, tempfile, time, urllib.request, yaml
+
+rendering, exporter_version = sys.argv[1], sys.argv[2]
+docs = [d for d in yaml.safe_load_all(open(rendering)) if d]
+errors = []
+
+images = [c["image"] for d in docs if d["kind"] == "StatefulSet"
+          for c in d["spec"]["template"]["spec"]["containers"] if c["name"] == "exporter"]
+if images != [f"natsio/prometheus-nats-exporter:{exporter_version}"]:
+    errors.append(f"exporter image {images} is not natsio/prometheus-nats-exporter:{exporter_version}")
+
+exprs = [r["expr"] for d in docs if d["kind"] == "PrometheusRule"
+         for g in d["spec"]["groups"] for r in g["rules"] if r.get("expr")]
+used = {m for e in exprs for m in re.findall(r"\b((?:sn|gnatsd|jetstream)_[a-z0-9_]+)\b", e)}
+
+ours = set()
+for path in pathlib.Path("services").rglob("*.rs"):
+    ours |= set(re.findall(r'metrics::(?:counter|gauge|histogram)!\(\s*"([a-z0-9_]+)"',
+                           path.read_text()))
+
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+with tempfile.TemporaryDirectory() as d:
+    conf = pathlib.Path(d, "nats.conf")
+    conf.write_text(f"listen: 127.0.0.1:-1\nhttp: 127.0.0.1:{port}\n"
+                    f"jetstream {{ store_dir: {d}/js, max_file_store: 1G }}\n")
+    server = subprocess.Popen(["nats-server", "-c", str(conf)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, varz = time.monotonic() + 20, None
+        while varz is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/varz", timeout=2) as r:
+                    varz = json.load(r)
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("nats-server did not answer /varz")
+                time.sleep(0.1)
+    finally:
+        server.terminate()
+        server.wait()
+
+exporter = set()
+def flatten(obj, path):
+    for k, v in obj.items():
+        if isinstance(v, dict):
+            flatten(v, path + [k])
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            name = "_".join(path + [k]).replace("/", "_").strip("_")
+            while "__" in name:
+                name = name.replace("__", "_")
+            exporter.add("gnatsd_varz_" + name)
+flatten(varz, [])
+
+for name in sorted(used):
+    if name not in ours and name not in exporter:
+        errors.append(f"alert rules use {name}: neither the services nor the exporter's /varz gauges have it")
+print(f"{len(used)} metrics: " + ", ".join(sorted(used)))
+print("\n".join(errors))
+sys.exit(1 if errors else 0)
+PY
+}
+if [[ -s "$tmp/prod.yaml" ]]; then
+    check "k8s/overlays/prod: alert rules read metrics that exist (services, exporter $EXPORTER_VERSION on nats-server $NATS_VERSION)" alert_metrics
+fi
 
 # --- security scanner -------------------------------------------------------------------
 # Accepted findings, each justified in docs/deploy.md ("Accepted scanner findings").
