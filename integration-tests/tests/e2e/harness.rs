@@ -144,6 +144,13 @@ fn signal(pid: i32, sig: &str) {
     assert!(status.success(), "kill -{sig} {pid} failed");
 }
 
+/// Spawns `cmd` (for instance a binary run inside a network namespace with `ip netns exec`,
+/// which execs it: the child is the binary itself) as a child killed on drop, its output in a
+/// log file named after `name`.
+pub fn spawn_command(cmd: Command, name: &str) -> Proc {
+    Proc::spawn(cmd, name)
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill9();
@@ -207,6 +214,11 @@ impl Drop for Nats {
 
 fn nats_server() -> String {
     std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into())
+}
+
+/// The nats-server program the tests run: `NATS_SERVER_BIN`, or `nats-server` on PATH.
+pub fn nats_server_program() -> String {
+    nats_server()
 }
 
 pub fn spawn_nats() -> Nats {

@@ -7,6 +7,8 @@ mod cluster;
 mod deploy;
 mod harness;
 mod nats_auth;
+mod netns;
+mod partition;
 mod pipeline;
 mod random;
 mod settings;
