@@ -377,22 +377,29 @@ async fn settle(gw: &Service, key: &str, body: &Value) -> Result<String, u16> {
 async fn read_stream(js: &async_nats::jetstream::Context) -> Vec<(String, Value)> {
     use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
     use futures::StreamExt;
-    let mut stream = js.get_stream("SN").await.unwrap();
-    let last = stream.info().await.unwrap().state.last_sequence;
+    let (stream, last) = wait_for("the stream's last sequence", SETTLE, || async {
+        let mut stream = js.get_stream("SN").await.ok()?;
+        let last = stream.info().await.ok()?.state.last_sequence;
+        Some((stream, last))
+    })
+    .await;
     let mut out = Vec::new();
     let mut next = 1;
     let mut stalls = 0;
     while next <= last {
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                deliver_policy: DeliverPolicy::ByStartSequence {
-                    start_sequence: next,
-                },
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let mut messages = consumer.messages().await.unwrap();
+        // Creating a consumer needs the cluster's metadata leader, which a heal may have
+        // sent into an election ("JetStream system temporarily unavailable").
+        let config = OrderedConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: next,
+            },
+            ..Default::default()
+        };
+        let mut messages = wait_for("an ordered consumer on the stream", SETTLE, || async {
+            let consumer = stream.create_consumer(config.clone()).await.ok()?;
+            consumer.messages().await.ok()
+        })
+        .await;
         while next <= last {
             match tokio::time::timeout(Duration::from_secs(10), messages.next()).await {
                 Ok(Some(Ok(m))) => {
