@@ -57,6 +57,12 @@ impl CheckDigit {
     /// The weighted sum the check digit is taken from (0 without a check digit, whose model
     /// code need not be digits).
     fn sum(self, digits: &[u8]) -> u32 {
+        self.sum_from(digits, 0)
+    }
+
+    /// The sum of `digits` whose rightmost sits at `position` (counted from the rightmost
+    /// data digit of the serial).
+    fn sum_from(self, digits: &[u8], position: usize) -> u32 {
         if self == CheckDigit::None {
             return 0;
         }
@@ -64,7 +70,7 @@ impl CheckDigit {
             .iter()
             .rev()
             .enumerate()
-            .map(|(i, d)| self.weighted(i, u32::from(d - b'0')))
+            .map(|(i, d)| self.weighted(position + i, u32::from(d - b'0')))
             .sum()
     }
 
@@ -78,6 +84,13 @@ impl CheckDigit {
             CheckDigit::Luhn if even => d * 2,
             CheckDigit::Gs1 | CheckDigit::Luhn => d,
         }
+    }
+
+    /// What the two digits of `pair` (0 to 99) add to the sum when its right digit sits at
+    /// an even position.
+    fn pair_sums(self) -> [u32; 100] {
+        let [even, odd] = self.weights();
+        std::array::from_fn(|pair| even[pair % 10] + odd[pair / 10])
     }
 
     /// `weighted` for the digits 0 to 9 at an even (`[0]`) and an odd (`[1]`) position.
@@ -325,13 +338,19 @@ impl SerialFormatter {
     /// Appends the serial of `number` to `out`. The caller has checked that the number fits
     /// the width (see `request`); a wider number is written in full rather than truncated.
     pub fn write(&self, number: u64, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.extend_from_slice(self.model.as_bytes());
-        let mut digits = [b'0'; 20];
-        let mut n = match &self.permutation {
+        let written = match &self.permutation {
             Some(p) => p.apply(number),
             None => number,
         };
+        self.write_digits(written, out);
+    }
+
+    /// Appends the serial whose digits are `n`: the number itself in a sequential scheme, its
+    /// image under the permutation in a random-order one.
+    fn write_digits(&self, mut n: u64, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(self.model.as_bytes());
+        let mut digits = [b'0'; 20];
         let mut i = digits.len();
         while n > 0 {
             i -= 1;

@@ -5,20 +5,15 @@
 //! digits incremented in place (carrying past a 9) and its check digit moved by what the
 //! changed digits weigh, instead of summing the whole serial again.
 
+use super::ff1::Permutation;
 use super::{check_from_sum, CheckDigit, SerialFormatter};
 
 impl SerialFormatter {
     /// Appends the serials of the `count` numbers from `first` on to `out`, with `sep` between
     /// two: the same bytes as `write` for each number in turn, without allocating per serial.
     pub fn write_range(&self, first: u64, count: u64, sep: &[u8], out: &mut Vec<u8>) {
-        if self.permutation.is_some() {
-            // Random order: no two neighbours share digits; each serial is written alone.
-            for i in 0..count {
-                if i > 0 {
-                    out.extend_from_slice(sep);
-                }
-                self.write(first + i, out);
-            }
+        if let Some(permutation) = &self.permutation {
+            self.write_permuted(permutation, first, count, sep, out);
             return;
         }
         let end = u128::from(first) + u128::from(count);
@@ -101,6 +96,98 @@ impl SerialFormatter {
         }
         out.truncate(at);
     }
+}
+
+impl SerialFormatter {
+    /// Random order: the serials of the `count` numbers from `first` on, each written from
+    /// its image under `permutation`. No two neighbours share digits, so each serial is
+    /// written whole: the numbers are permuted [`GROUP`] at a time, and each image fills the
+    /// digits and the check digit of one template (separator, model code, digits, check
+    /// digit), two digits at a time, the model code's share of the check sum added once.
+    fn write_permuted(
+        &self,
+        permutation: &Permutation,
+        first: u64,
+        count: u64,
+        sep: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        let check = self.format.check_digit;
+        let width = usize::from(self.format.width);
+        let has_check = check != CheckDigit::None;
+        let mut block = Vec::with_capacity(sep.len() + self.format.serial_len(&self.model));
+        block.extend_from_slice(sep);
+        block.extend_from_slice(self.model.as_bytes());
+        let digits_at = block.len();
+        block.resize(digits_at + width + usize::from(has_check), b'0');
+        let model_sum = check.sum_from(self.model.as_bytes(), width);
+        let pair_sums = check.pair_sums();
+        let [even, _] = check.weights();
+        out.reserve(
+            usize::try_from(count)
+                .unwrap_or(0)
+                .saturating_mul(block.len()),
+        );
+
+        let mut numbers = [0u64; GROUP];
+        let end = first + count;
+        let mut from = first;
+        while from < end {
+            let n = (end - from).min(GROUP as u64) as usize;
+            let group = &mut numbers[..n];
+            for (slot, number) in group.iter_mut().zip(from..) {
+                *slot = number;
+            }
+            permutation.apply_all(group);
+            for &image in group.iter() {
+                let digits = &mut block[digits_at..digits_at + width];
+                let sum = write_digits(image, digits, &pair_sums, &even);
+                if has_check {
+                    *block.last_mut().expect("the check digit's place") =
+                        check_from_sum(model_sum + sum);
+                }
+                // The first serial goes without the separator.
+                let skip = if from == first { sep.len() } else { 0 };
+                out.extend_from_slice(&block[skip..]);
+                from += 1;
+            }
+        }
+    }
+}
+
+/// How many numbers a random-order range permutes at a time.
+const GROUP: usize = 64;
+
+/// "00", "01", ..., "99": two ASCII digits at a time.
+const PAIRS: [[u8; 2]; 100] = {
+    let mut pairs = [[0u8; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        pairs[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    pairs
+};
+
+/// Writes `n` (below `10^digits.len()`) into `digits`, zero-padded, and returns what its
+/// digits add to the check sum: `pair_sums` for each pair from the right, `even` for a lone
+/// leftmost digit (at an even position when the length is odd).
+fn write_digits(mut n: u64, digits: &mut [u8], pair_sums: &[u32; 100], even: &[u32; 10]) -> u32 {
+    let mut sum = 0;
+    let mut i = digits.len();
+    while i >= 2 {
+        let pair = (n % 100) as usize;
+        n /= 100;
+        digits[i - 2..i].copy_from_slice(&PAIRS[pair]);
+        sum += pair_sums[pair];
+        i -= 2;
+    }
+    if i == 1 {
+        let digit = (n % 10) as usize;
+        digits[0] = b'0' + digit as u8;
+        sum += even[digit];
+    }
+    sum
 }
 
 /// Decimal digits of `n`, none for 0 (which `write` pads to the width).

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use common::events::{
-    codes, EventData, GenerateRequested, GeneratedBatch, TaskCompleted, TaskFailed,
+    codes, generated_id, EventData, GenerateRequested, GeneratedBatch, TaskCompleted, TaskFailed,
 };
 use common::ledger::Range;
 use common::serial::{Order, SerialFormatter};
@@ -41,6 +41,8 @@ pub enum TaskError {
     Stopped,
     #[error("{0}")]
     Key(String),
+    #[error("{0}")]
+    Render(String),
 }
 
 /// How a task ended, for metrics.
@@ -53,7 +55,9 @@ impl TaskError {
             TaskError::Reserve(e) => e.is_transient(),
             // The stream is there (the request came from it): a failed read is NATS's.
             TaskError::Lookup(_) => true,
-            TaskError::Log(_) | TaskError::Stopped | TaskError::Key(_) => false,
+            TaskError::Log(_) | TaskError::Stopped | TaskError::Key(_) | TaskError::Render(_) => {
+                false
+            }
         }
     }
 }
@@ -292,7 +296,6 @@ async fn generate(
     // Checked before the task ran (see `run`): the replica holds the model's key.
     let formatter = SerialFormatter::keyed(&req.code_model, scheme, &shared.keys)
         .map_err(|e| TaskError::Key(e.to_string()))?;
-    let serial_len = scheme.serial_len(&req.code_model);
     let batches = total.div_ceil(per_batch);
     // Batches this replica already logged for the task (a redelivery after a crash).
     let done: HashMap<&str, (u64, &Entry)> = logged
@@ -304,48 +307,35 @@ async fn generate(
     let mut group: Vec<Entry> = Vec::new();
     let group_size = shared.work.batches_per_flush.max(1);
 
+    let batch_of = BatchOf {
+        task_id: req.task_id,
+        code_model: &req.code_model,
+        subject: &subject,
+        formatter: &formatter,
+        first,
+        total,
+        per_batch,
+    };
+    // A fresh random-order task renders its batches ahead on a blocking thread (see
+    // `render_ahead`); a redelivered one looks each batch up in the log first, here.
+    let mut ahead = (scheme.order == Order::Random && batches > 1 && done.is_empty())
+        .then(|| render_ahead(&batch_of, batches, group_size));
+
     for batch in 0..batches {
         if cancel.is_cancelled() {
             flush_group(shared, req.task_id, granted, &mut group, &mut outbox).await?;
             outbox.drain().await?;
             return Err(TaskError::Stopped);
         }
-        let first_number = first + batch * per_batch;
-        let count = per_batch.min(total - batch * per_batch);
-        let span = info_span!("batch", task_id = %req.task_id, batch, serials = count);
-        let encoded = span.in_scope(|| {
-            let traceparent = common::telemetry::current_traceparent();
-            let b = GeneratedBatch {
-                source: crate::SOURCE,
-                task_id: req.task_id,
-                code_model: &req.code_model,
-                batch,
-                first_number,
-                count,
-                formatter: &formatter,
-                traceparent: traceparent.as_deref(),
-            };
-            let id = b.id();
-            if let Some(&logged) = done.get(id.as_str()) {
-                return Err(logged);
-            }
-            let mut payload = Vec::with_capacity(count as usize * (serial_len + 3) + 512);
-            let bytes = b.encode(time::OffsetDateTime::now_utc(), &mut payload);
-            Ok(Entry {
-                subject: subject.clone(),
-                id,
-                payload: payload.into(),
-                // A sequential batch is logged as its range and written again when read; a
-                // random-order one as it is, so the log never needs the model's key.
-                serials: (scheme.order == Order::Sequential).then(|| SerialsAt {
-                    bytes,
-                    code_model: req.code_model.clone(),
-                    format: scheme,
-                    first: first_number,
-                    count,
-                }),
-            })
-        });
+        let encoded = match ahead.as_mut() {
+            Some(rendered) => rendered.recv().await.map(Ok).ok_or_else(|| {
+                TaskError::Render("the thread rendering the task's batches stopped".into())
+            })?,
+            None => match done.get(generated_id(req.task_id, batch).as_str()) {
+                Some(&logged) => Err(logged),
+                None => Ok(batch_span(req.task_id, batch).in_scope(|| batch_of.entry(batch))),
+            },
+        };
         match encoded {
             Ok(entry) => group.push(entry),
             // Logged before a crash: publish again only if never acknowledged.
@@ -421,6 +411,105 @@ fn entry_of(event: &Event) -> Entry {
         payload: event.to_json().into(),
         serials: None,
     }
+}
+
+/// What every batch of a task is made from: [`BatchOf::entry`] gives batch `n`'s log entry.
+#[derive(Clone, Copy)]
+struct BatchOf<'a> {
+    task_id: uuid::Uuid,
+    code_model: &'a str,
+    subject: &'a str,
+    formatter: &'a SerialFormatter,
+    /// The held range's first number and size.
+    first: u64,
+    total: u64,
+    per_batch: u64,
+}
+
+impl BatchOf<'_> {
+    /// Batch `batch`'s event, rendered, as the log keeps it.
+    fn entry(&self, batch: u64) -> Entry {
+        let first_number = self.first + batch * self.per_batch;
+        let count = self.per_batch.min(self.total - batch * self.per_batch);
+        tracing::Span::current().record("serials", count);
+        let traceparent = common::telemetry::current_traceparent();
+        let b = GeneratedBatch {
+            source: crate::SOURCE,
+            task_id: self.task_id,
+            code_model: self.code_model,
+            batch,
+            first_number,
+            count,
+            formatter: self.formatter,
+            traceparent: traceparent.as_deref(),
+        };
+        let format = self.formatter.format();
+        let serial_len = format.serial_len(self.code_model);
+        let mut payload = Vec::with_capacity(count as usize * (serial_len + 3) + 512);
+        let bytes = b.encode(time::OffsetDateTime::now_utc(), &mut payload);
+        Entry {
+            subject: self.subject.to_owned(),
+            id: b.id(),
+            payload: payload.into(),
+            // Logged as its range (sequential) or its serials' digits as numbers (random
+            // order, so the log never needs the model's key), and written again when read.
+            serials: Some(SerialsAt {
+                bytes,
+                code_model: self.code_model.to_owned(),
+                format,
+                first: first_number,
+                count,
+            }),
+        }
+    }
+}
+
+/// The span of rendering one batch; `serials` is recorded by [`BatchOf::entry`].
+fn batch_span(task_id: uuid::Uuid, batch: u64) -> tracing::Span {
+    info_span!("batch", task_id = %task_id, batch, serials = tracing::field::Empty)
+}
+
+/// Renders the task's batches in order on a blocking thread, at most `ahead` of them before
+/// the task takes them. A random-order serial costs a permutation (about ten AES blocks), so
+/// the next batches are rendered while the last ones are logged and published instead of
+/// between them. The thread stops when the receiver is dropped (the task ended early).
+fn render_ahead(
+    batch_of: &BatchOf<'_>,
+    batches: u64,
+    ahead: usize,
+) -> tokio::sync::mpsc::Receiver<Entry> {
+    let (tx, rx) = tokio::sync::mpsc::channel(ahead.max(1));
+    let (code_model, subject, formatter) = (
+        batch_of.code_model.to_owned(),
+        batch_of.subject.to_owned(),
+        batch_of.formatter.clone(),
+    );
+    let (task_id, first, total, per_batch) = (
+        batch_of.task_id,
+        batch_of.first,
+        batch_of.total,
+        batch_of.per_batch,
+    );
+    let parent = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        let batch_of = BatchOf {
+            task_id,
+            code_model: &code_model,
+            subject: &subject,
+            formatter: &formatter,
+            first,
+            total,
+            per_batch,
+        };
+        for batch in 0..batches {
+            let entry =
+                parent.in_scope(|| batch_span(task_id, batch).in_scope(|| batch_of.entry(batch)));
+            if tx.blocking_send(entry).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 async fn flush_group(
