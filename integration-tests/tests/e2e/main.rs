@@ -2,6 +2,7 @@
 //! Build the binaries first (`scripts/test.sh` does).
 
 mod backup;
+mod broken_log;
 mod cli;
 mod cluster;
 mod deploy;

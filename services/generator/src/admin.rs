@@ -77,6 +77,10 @@ fn describe() {
         "sn_ledger_saved_position",
         "Stream sequence the ledger snapshot in the log was last saved at (it trails the follower by up to 100 ms)"
     );
+    describe_gauge!(
+        "sn_log_failed",
+        "1 once the sled event log has failed (a full disk, an I/O error): the replica takes no work until restarted"
+    );
     for state in ["success", "failure", "replayed"] {
         metrics::counter!("sn_tasks_total", "state" => state).increment(0);
     }
@@ -92,15 +96,19 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, &'static str) {
-    if shared.ready() {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
+    match shared.readiness() {
+        Ok(()) => (StatusCode::OK, "ready".into()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
     }
 }
 
 async fn metrics_text(State(shared): State<Arc<Shared>>) -> String {
+    metrics::gauge!("sn_log_failed").set(if shared.log.fault().is_some() {
+        1.0
+    } else {
+        0.0
+    });
     metrics::gauge!("sn_log_size_bytes").set(shared.log.size_on_disk() as f64);
     metrics::gauge!("sn_ledger_position").set(*shared.ledger_pos.borrow() as f64);
     METRICS.get().map(|h| h.render()).unwrap_or_default()

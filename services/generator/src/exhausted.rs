@@ -43,6 +43,9 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     loop {
         let msg = tokio::select! {
             _ = cancel.cancelled() => return,
+            // Nothing can be recorded here any more: leave the queue group (the subscription
+            // is dropped), so the other replicas take every advisory.
+            _ = shared.log.failed() => return,
             m = sub.next() => match m { Some(m) => m, None => return },
         };
         let Ok(advisory) = serde_json::from_slice::<MaxDeliveries>(&msg.payload) else {

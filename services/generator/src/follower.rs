@@ -28,6 +28,11 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
         let from = *shared.ledger_pos.borrow();
         match follow(&shared, &cancel, &mut unsaved).await {
             Ok(()) => return,
+            Err(e) if shared.log.fault().is_some() => {
+                // The snapshot cannot be saved, and this replica issues nothing any more.
+                tracing::warn!(error = %e, "the event log failed: the ledger follower stops");
+                return;
+            }
             Err(e) => {
                 if *shared.ledger_pos.borrow() > from {
                     delay = Duration::from_millis(100);

@@ -1,5 +1,10 @@
 //! The durable pull consumer shared by every replica: takes requests while there is room,
 //! runs each as a task, and acks only after the task's last event was acknowledged.
+//!
+//! A failed event log (a full disk, an I/O error) is this replica's fault, not the
+//! request's: the replica stops pulling at once, is not retried in place, records no
+//! FAILURE, and hands back every request it holds (see [`hand_back`]), so another replica
+//! finishes them.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -27,6 +32,17 @@ use crate::Shared;
 /// one of the request's deliveries.
 const RETRY_FOR: Duration = Duration::from_secs(120);
 
+/// How a request goes back to JetStream when this replica's log has failed: after its
+/// last pull request has expired. The replica pulls no more once the log fails, but a pull
+/// sent just before is still open at the server for up to `PULL_EXPIRES_SECS`; a request
+/// handed back sooner could be delivered to it again, and each such round trip would spend
+/// one of the request's deliveries. So a request spends one delivery on a broken replica,
+/// and only one.
+fn hand_back(shared: &Shared) -> AckKind {
+    let expires = Duration::from_secs(shared.work.pull_expires_secs.max(1));
+    AckKind::Nak(Some(expires + Duration::from_secs(1)))
+}
+
 pub fn consumer_config(shared: &Shared) -> pull::Config {
     pull::Config {
         durable_name: Some(subjects::GENERATOR_CONSUMER.to_owned()),
@@ -50,7 +66,7 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     let dispatcher = tokio::spawn(dispatch(shared.clone(), queue, cancel.clone()));
     let held = Arc::new(Holdings::default());
     let mut delay = Duration::from_millis(100);
-    'outer: while !cancel.is_cancelled() {
+    'outer: while !cancel.is_cancelled() && shared.log.fault().is_none() {
         let consumer = match open(&shared).await {
             Ok(c) => {
                 delay = Duration::from_millis(100);
@@ -73,8 +89,12 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             // on, and it would be kept from other replicas meanwhile.
             let first = tokio::select! {
                 _ = cancel.cancelled() => break 'outer,
+                _ = shared.log.failed() => break 'outer,
                 p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
             };
+            if shared.log.fault().is_some() {
+                break 'outer;
+            }
             if connections.has_changed().unwrap_or(false) {
                 continue 'outer;
             }
@@ -100,6 +120,10 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 } else {
                     let next = tokio::select! {
                         _ = cancel.cancelled() => break 'outer,
+                        _ = shared.log.failed() => {
+                            hand_back_pulled(&shared, batch, &cancel).await;
+                            break 'outer;
+                        }
                         Ok(()) = connections.changed() => {
                             reconnected = true;
                             continue;
@@ -167,9 +191,34 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             }
         }
     }
+    if let Some(fault) = shared.log.fault() {
+        tracing::error!(
+            %fault,
+            "the event log failed: this replica takes no more requests and hands back those \
+             it holds for the other replicas; it stays not ready until it is restarted"
+        );
+    }
     // Stop taking work; tasks in flight finish their batch and hand the request back.
     drop(taken);
     let _ = dispatcher.await;
+}
+
+/// Hands back, unread, whatever the pull open when the log failed still brings, until it
+/// ends (at the latest after `PULL_EXPIRES_SECS`).
+async fn hand_back_pulled(shared: &Shared, mut batch: Batch, cancel: &CancellationToken) {
+    loop {
+        let next = tokio::select! {
+            _ = cancel.cancelled() => return,
+            m = batch.next() => m,
+        };
+        match next {
+            Some(Ok(msg)) => {
+                tracing::info!(subject = %msg.subject, "handing back a request: the event log failed");
+                let _ = msg.ack_with(hand_back(shared)).await;
+            }
+            Some(Err(_)) | None => return,
+        }
+    }
 }
 
 /// Waits `delay` (doubling it, up to 2 s) unless stopped first.
@@ -232,8 +281,9 @@ async fn dispatch(
     let mut tasks = JoinSet::new();
     while let Some(taken) = queue.recv().await {
         while tasks.try_join_next().is_some() {}
-        if cancel.is_cancelled() {
-            // Stopping: hand back what has not started, for another replica or the next start.
+        if cancel.is_cancelled() || shared.log.fault().is_some() {
+            // Stopping, or nothing can be logged: hand back what has not started, for
+            // another replica or the next start.
             let Taken {
                 delivery,
                 held,
@@ -242,10 +292,33 @@ async fn dispatch(
             } = taken;
             alive.stop().await;
             held.release(&delivery);
-            let _ = delivery.current().ack_with(AckKind::Nak(None)).await;
+            let how = match shared.log.fault() {
+                Some(_) => {
+                    tracing::info!(task_id = %delivery.task, "handing back a request not started: the event log failed");
+                    hand_back(&shared)
+                }
+                None => AckKind::Nak(None),
+            };
+            let _ = delivery.current().ack_with(how).await;
             continue;
         }
         let turn = shared.reserve_turn.clone().lock_owned().await;
+        if shared.log.fault().is_some() {
+            // Failed while this request waited for its turn: not run (a reservation it
+            // published could not be logged).
+            let Taken {
+                delivery,
+                held,
+                alive,
+                ..
+            } = taken;
+            drop(turn);
+            tracing::info!(task_id = %delivery.task, "handing back a request not started: the event log failed");
+            alive.stop().await;
+            held.release(&delivery);
+            let _ = delivery.current().ack_with(hand_back(&shared)).await;
+            continue;
+        }
         let (shared, cancel) = (shared.clone(), cancel.clone());
         tasks.spawn(async move {
             let Taken {
@@ -565,10 +638,14 @@ async fn run_retrying(
             None => shared.reserve_turn.clone().lock_owned().await,
         };
         match task::run(shared, req, turn, redelivered, cancel).await {
-            Err(e) if e.is_transient() && Instant::now() < until => {
+            // Not with a failed log: the request goes to another replica instead.
+            Err(e)
+                if e.is_transient() && shared.log.fault().is_none() && Instant::now() < until =>
+            {
                 tracing::warn!(task_id = %req.task_id, error = %e, retry_in = ?delay, "task interrupted, trying again");
                 tokio::select! {
                     _ = cancel.cancelled() => return Err(TaskError::Stopped),
+                    _ = shared.log.failed() => return Err(e),
                     _ = tokio::time::sleep(delay) => {}
                 }
                 delay = (delay * 2).min(Duration::from_secs(2));
@@ -592,6 +669,15 @@ async fn finish(
         Ok(Outcome::Success) => "success",
         Ok(Outcome::Failure) => "failure",
         Ok(Outcome::Replayed) => "replayed",
+        // Whatever the error, once the log has failed: the replica's fault, not the
+        // request's. Not retried here, no FAILURE recorded (it could not be logged first,
+        // and the task has not failed); another replica takes the request.
+        Err(e) if shared.log.fault().is_some() => {
+            tracing::warn!(task_id = %req.task_id, delivered, error = %e, "handing the request back: the event log failed");
+            alive.stop().await;
+            let _ = msg.ack_with(hand_back(shared)).await;
+            return;
+        }
         Err(TaskError::Stopped) => {
             tracing::info!(task_id = %req.task_id, "handing the request back at shutdown");
             alive.stop().await;

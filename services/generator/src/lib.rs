@@ -68,10 +68,24 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn ready(&self) -> bool {
-        self.ledger_ready.load(Ordering::Relaxed)
-            && !self.refusing.load(Ordering::Relaxed)
-            && self.client.connection_state() == async_nats::connection::State::Connected
+    /// Whether this replica takes work; if not, why (what `/readyz` answers).
+    pub fn readiness(&self) -> Result<(), String> {
+        if let Some(fault) = self.log.fault() {
+            return Err(format!(
+                "the event log failed ({fault}): this replica takes no work until it is \
+                 restarted on a working disk"
+            ));
+        }
+        if self.refusing.load(Ordering::Relaxed) {
+            return Err("the stream lacks reservations this replica's log holds".into());
+        }
+        if !self.ledger_ready.load(Ordering::Relaxed) {
+            return Err("the ledger has not caught up with the stream yet".into());
+        }
+        if self.client.connection_state() != async_nats::connection::State::Connected {
+            return Err("not connected to NATS".into());
+        }
+        Ok(())
     }
 }
 
@@ -198,6 +212,9 @@ impl Application {
         follower.await.ok();
         exhausted.await.ok();
         admin.await.ok();
+        if let Some(fault) = shared.log.fault() {
+            anyhow::bail!("stopped with a failed event log: {fault}");
+        }
         shared.log.flush().await?;
         Ok(())
     }

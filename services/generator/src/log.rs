@@ -26,10 +26,16 @@
 //! what survives is a prefix of the writes, and the writes of one call are ordered so that
 //! every prefix is safe (see [`EventLog::append_with`] and [`EventLog::save_ledger`]; the
 //! writes of one call are contiguous, as every write takes its turn on the gate).
+//!
+//! The first error sled gives (a full disk, an I/O error), or a flush it leaves unanswered,
+//! fails the log for good: every later write and flush returns [`LogError::Failed`] at once,
+//! and [`EventLog::failed`] tells the replica, which stops taking work (see `intake`).
 
 use std::num::{NonZeroU32, NonZeroU64};
 use std::ops::Range;
 use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
 
 use common::events::write_serials;
 use common::request::valid_model;
@@ -78,10 +84,8 @@ pub enum LogError {
     Newer { path: String, found: u32 },
     #[error("event log entry {0} is corrupt")]
     Corrupt(u64),
-}
-
-fn io(action: &'static str) -> impl FnOnce(sled::Error) -> LogError {
-    move |source| LogError::Io { action, source }
+    #[error("the event log failed earlier: {0}")]
+    Failed(String),
 }
 
 /// One logged event: the subject it goes to, its event id (`Nats-Msg-Id`) and its
@@ -463,7 +467,70 @@ pub struct EventLog {
     /// Held by every write and by flush. sled 0.34 can deadlock when a flush runs while
     /// other threads write (seen under load: every writer and the flush parked for ever), so
     /// writes and flushes take turns.
-    gate: std::sync::Arc<std::sync::Mutex<()>>,
+    gate: Arc<Gate>,
+    fault: Arc<Fault>,
+    /// A flush unanswered for this long fails the log ([`FLUSH_DEADLINE`]).
+    flush_deadline: Duration,
+}
+
+/// A flush still unanswered after this long fails the log: sled 0.34 can stop for good after
+/// a failed write without reporting it (a value large enough to be written as a file of its
+/// own, which a full disk refuses, leaves the I/O buffer it was reserved in never written,
+/// and every flush waiting for that buffer). No healthy disk takes this long.
+const FLUSH_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The first error sled gave once the log was open (a full disk, an I/O error). It stays:
+/// after an I/O error sled 0.34 fails every later call too, and a log that cannot record
+/// must not be trusted with work until the process starts again on a repaired disk.
+#[derive(Default)]
+struct Fault {
+    reason: OnceLock<String>,
+    raised: tokio_util::sync::CancellationToken,
+}
+
+/// Turns to write or flush, one at a time. sled 0.34 can deadlock when a flush runs while
+/// other threads write (seen under load: every writer and the flush parked for ever), so
+/// writes and flushes take turns. Unlike a plain mutex, a wait for a turn ends once the log
+/// has failed: a flush sled never answers keeps its turn for ever.
+#[derive(Default)]
+struct Gate {
+    busy: Mutex<bool>,
+    free: Condvar,
+}
+
+/// A turn on the [`Gate`], given back when dropped.
+struct Turn<'a>(&'a Gate);
+
+impl Gate {
+    /// Waits for a turn; `None` once `failed` says the log failed.
+    fn enter(&self, failed: impl Fn() -> bool) -> Option<Turn<'_>> {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        while *busy {
+            if failed() {
+                return None;
+            }
+            busy = self
+                .free
+                .wait_timeout(busy, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *busy = true;
+        Some(Turn(self))
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        *self.0.busy.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        self.0.free.notify_one();
+    }
+}
+
+impl Fault {
+    fn is_raised(&self) -> bool {
+        self.reason.get().is_some()
+    }
 }
 
 /// One single-key write: a key and its value.
@@ -547,7 +614,48 @@ impl EventLog {
             db,
             tree,
             gate: Default::default(),
+            fault: Default::default(),
+            flush_deadline: FLUSH_DEADLINE,
         })
+    }
+
+    /// Why the log cannot be used any more, once sled has failed (see [`Fault`]).
+    pub fn fault(&self) -> Option<&str> {
+        self.fault.reason.get().map(String::as_str)
+    }
+
+    /// The error every call returns once the log has failed.
+    fn check(&self) -> Result<(), LogError> {
+        match self.fault() {
+            Some(_) => Err(self.failed_error()),
+            None => Ok(()),
+        }
+    }
+
+    fn failed_error(&self) -> LogError {
+        LogError::Failed(self.fault().unwrap_or("a turn was given up").to_owned())
+    }
+
+    /// Completes once the log has failed.
+    pub fn failed(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.fault.raised.clone().cancelled_owned()
+    }
+
+    /// The error for a sled failure during `action`, recorded as the log's fault if it is
+    /// the first.
+    fn io(&self, action: &'static str) -> impl FnOnce(sled::Error) -> LogError + '_ {
+        move |source| {
+            let e = LogError::Io { action, source };
+            if self.fault.reason.set(e.to_string()).is_ok() {
+                tracing::error!(error = %e, "the event log failed");
+                self.fault.raised.cancel();
+                // Never dropped from now on: sled flushes when its last handle goes, and
+                // after a failure that flush can wait for ever, keeping the process from
+                // exiting.
+                std::mem::forget(self.clone());
+            }
+            e
+        }
     }
 
     /// Appends entries of one task as not-yet-published. Not durable until
@@ -574,7 +682,7 @@ impl EventLog {
         self.write(|| {
             let (writes, seqs) = self.append_writes(task, granted, entries, pending)?;
             for (k, v) in writes {
-                self.tree.insert(k, v).map_err(io("append to"))?;
+                self.tree.insert(k, v).map_err(self.io("append to"))?;
             }
             Ok(seqs)
         })
@@ -602,7 +710,10 @@ impl EventLog {
         let empty = || sled::IVec::from(&[][..]);
         let mut writes = Vec::with_capacity(3 * (entries.len() + 1));
         if let Some(g) = granted {
-            let seq = self.db.generate_id().map_err(io("number an entry of"))?;
+            let seq = self
+                .db
+                .generate_id()
+                .map_err(self.io("number an entry of"))?;
             if let Some((model, range)) = &g.range {
                 let (k, v) = ledger_kv(model, range);
                 writes.push((k.into(), v[..].into()));
@@ -612,7 +723,10 @@ impl EventLog {
         }
         let mut seqs = Vec::with_capacity(entries.len());
         for entry in entries {
-            let seq = self.db.generate_id().map_err(io("number an entry of"))?;
+            let seq = self
+                .db
+                .generate_id()
+                .map_err(self.io("number an entry of"))?;
             if pending {
                 writes.push((key(PENDING, seq)[..].into(), empty()));
             }
@@ -625,20 +739,36 @@ impl EventLog {
 
     /// Makes everything appended so far durable.
     pub async fn flush(&self) -> Result<(), LogError> {
-        // On tokio's blocking pool rather than sled's `flush_async`, whose own thread pool
-        // can leave concurrent flushes waiting for ever.
-        let (tree, gate) = (self.tree.clone(), self.gate.clone());
-        tokio::task::spawn_blocking(move || {
-            let _turn = gate.lock().unwrap_or_else(|e| e.into_inner());
-            tree.flush()
-        })
-        .await
-        .map_err(|_| LogError::Io {
-            action: "flush",
-            source: sled::Error::ReportableBug("flush task panicked".into()),
-        })?
-        .map_err(io("flush"))?;
-        Ok(())
+        self.check()?;
+        // On a thread of its own rather than sled's `flush_async`, whose own thread pool can
+        // leave concurrent flushes waiting for ever, or tokio's blocking pool, which would
+        // not let the process exit past a flush sled never answers.
+        let (tree, gate, fault) = (self.tree.clone(), self.gate.clone(), self.fault.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("log flush".into())
+            .spawn(move || {
+                if let Some(_turn) = gate.enter(|| fault.is_raised()) {
+                    let _ = tx.send(tree.flush());
+                }
+            })
+            .map_err(|e| self.io("flush")(sled::Error::Io(e)))?;
+        let flushed = tokio::select! {
+            r = rx => r.ok(),
+            _ = self.failed() => None,
+            _ = tokio::time::sleep(self.flush_deadline) => {
+                let stuck = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("sled did not answer within {:?}", self.flush_deadline),
+                );
+                Some(Err(sled::Error::Io(stuck)))
+            }
+        };
+        match flushed {
+            Some(r) => r.map(drop).map_err(self.io("flush")),
+            // The log failed while this flush waited.
+            None => Err(self.failed_error()),
+        }
     }
 
     /// Records that JetStream acknowledged these entries. One removal at a time, not a
@@ -650,7 +780,7 @@ impl EventLog {
             for &seq in seqs {
                 self.tree
                     .remove(key(PENDING, seq))
-                    .map_err(io("mark published in"))?;
+                    .map_err(self.io("mark published in"))?;
             }
             Ok(())
         })
@@ -660,7 +790,7 @@ impl EventLog {
     pub fn pending(&self) -> Result<Vec<(u64, Entry)>, LogError> {
         let mut out = Vec::new();
         for kv in self.tree.scan_prefix([PENDING]) {
-            let (k, _) = kv.map_err(io("read"))?;
+            let (k, _) = kv.map_err(self.io("read"))?;
             let seq = seq_of(&k);
             if let Some(e) = self.get(seq)? {
                 out.push((seq, e));
@@ -672,11 +802,11 @@ impl EventLog {
     pub fn is_pending(&self, seq: u64) -> Result<bool, LogError> {
         self.tree
             .contains_key(key(PENDING, seq))
-            .map_err(io("read"))
+            .map_err(self.io("read"))
     }
 
     fn get(&self, seq: u64) -> Result<Option<Entry>, LogError> {
-        match self.tree.get(key(EVENT, seq)).map_err(io("read"))? {
+        match self.tree.get(key(EVENT, seq)).map_err(self.io("read"))? {
             Some(raw) => Ok(Some(Entry::decode(seq, &raw)?)),
             None => Ok(None),
         }
@@ -688,7 +818,7 @@ impl EventLog {
         prefix[1..].copy_from_slice(task.as_bytes());
         let mut out = Vec::new();
         for kv in self.tree.scan_prefix(prefix) {
-            let (k, _) = kv.map_err(io("read"))?;
+            let (k, _) = kv.map_err(self.io("read"))?;
             let seq = seq_of(&k);
             if let Some(e) = self.get(seq)? {
                 out.push((seq, e));
@@ -700,7 +830,7 @@ impl EventLog {
     /// The whole log in order, for audits (`generator log`).
     pub fn iter(&self) -> impl Iterator<Item = Result<(u64, Entry), LogError>> + '_ {
         self.tree.scan_prefix([EVENT]).map(|kv| {
-            let (k, v) = kv.map_err(io("read"))?;
+            let (k, v) = kv.map_err(self.io("read"))?;
             let seq = seq_of(&k);
             Ok((seq, Entry::decode(seq, &v)?))
         })
@@ -717,7 +847,9 @@ impl EventLog {
     ) -> Result<(), LogError> {
         self.write(|| {
             for (k, v) in ledger_writes(ranges, schemes, stream_seq) {
-                self.tree.insert(k, v).map_err(io("save the ledger in"))?;
+                self.tree
+                    .insert(k, v)
+                    .map_err(self.io("save the ledger in"))?;
             }
             Ok(())
         })
@@ -728,7 +860,7 @@ impl EventLog {
         self.write(|| {
             self.tree
                 .insert(STREAM_ID, &created.to_be_bytes()[..])
-                .map_err(io("save the stream identity in"))?;
+                .map_err(self.io("save the stream identity in"))?;
             Ok(())
         })
     }
@@ -744,24 +876,24 @@ impl EventLog {
                 k[0] = QUARANTINE;
                 self.tree
                     .insert(k, &v[..])
-                    .map_err(io("quarantine the ledger in"))?;
+                    .map_err(self.io("quarantine the ledger in"))?;
             }
             let old: Vec<sled::IVec> = [LEDGER, SCHEME]
                 .into_iter()
                 .flat_map(|p| self.tree.scan_prefix([p]).keys())
                 .collect::<Result<_, _>>()
-                .map_err(io("read"))?;
+                .map_err(self.io("read"))?;
             for k in old {
                 self.tree
                     .remove(k)
-                    .map_err(io("quarantine the ledger in"))?;
+                    .map_err(self.io("quarantine the ledger in"))?;
             }
             self.tree
                 .remove(LEDGER_SEQ)
-                .map_err(io("quarantine the ledger in"))?;
+                .map_err(self.io("quarantine the ledger in"))?;
             self.tree
                 .insert(STREAM_ID, &created.to_be_bytes()[..])
-                .map_err(io("save the stream identity in"))?;
+                .map_err(self.io("save the stream identity in"))?;
             Ok(())
         })
     }
@@ -770,7 +902,7 @@ impl EventLog {
     pub fn quarantined(&self) -> Result<Vec<(String, StoredRange)>, LogError> {
         let mut out = Vec::new();
         for kv in self.tree.scan_prefix([QUARANTINE]) {
-            let (k, v) = kv.map_err(io("read"))?;
+            let (k, v) = kv.map_err(self.io("read"))?;
             out.push(range_of(&k, &v)?);
         }
         Ok(out)
@@ -784,11 +916,11 @@ impl EventLog {
                 .scan_prefix([QUARANTINE])
                 .keys()
                 .collect::<Result<_, _>>()
-                .map_err(io("read"))?;
+                .map_err(self.io("read"))?;
             for k in keys {
                 self.tree
                     .remove(k)
-                    .map_err(io("release the quarantine in"))?;
+                    .map_err(self.io("release the quarantine in"))?;
             }
             Ok(())
         })
@@ -799,11 +931,11 @@ impl EventLog {
         let corrupt = || LogError::Corrupt(0);
         let mut saved = SavedLedger::default();
         for kv in self.tree.scan_prefix([LEDGER]) {
-            let (k, v) = kv.map_err(io("read"))?;
+            let (k, v) = kv.map_err(self.io("read"))?;
             saved.ranges.push(range_of(&k, &v)?);
         }
         for kv in self.tree.scan_prefix([SCHEME]) {
-            let (k, v) = kv.map_err(io("read"))?;
+            let (k, v) = kv.map_err(self.io("read"))?;
             let model = std::str::from_utf8(&k[1..]).map_err(|_| corrupt())?;
             if !valid_model(model) {
                 return Err(corrupt());
@@ -815,11 +947,11 @@ impl EventLog {
                 seq,
             });
         }
-        saved.position = match self.tree.get(LEDGER_SEQ).map_err(io("read"))? {
+        saved.position = match self.tree.get(LEDGER_SEQ).map_err(self.io("read"))? {
             Some(v) if v.len() == 8 => seq_of(&v),
             _ => 0,
         };
-        saved.stream = match self.tree.get(STREAM_ID).map_err(io("read"))? {
+        saved.stream = match self.tree.get(STREAM_ID).map_err(self.io("read"))? {
             Some(v) => Some(i128::from_be_bytes(
                 v.as_ref().try_into().map_err(|_| corrupt())?,
             )),
@@ -831,8 +963,11 @@ impl EventLog {
     /// Runs one write in its turn on the gate. Nothing the gate guards can be left half done
     /// by a panic or an error in a way that matters: every prefix of a call's writes is a
     /// state a restart handles (see the module's header).
-    fn write<T>(&self, f: impl FnOnce() -> T) -> T {
-        let _turn = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+    fn write<T>(&self, f: impl FnOnce() -> Result<T, LogError>) -> Result<T, LogError> {
+        self.check()?;
+        let Some(_turn) = self.gate.enter(|| self.fault.is_raised()) else {
+            return Err(self.failed_error());
+        };
         f()
     }
 
@@ -1363,5 +1498,89 @@ mod tests {
             log.load_ledger().unwrap().ranges,
             [("0111".to_string(), range)]
         );
+    }
+
+    /// A folder on a tmpfs of `size` (`mount -o size=`), unmounted on drop; `None` where
+    /// mounting is not permitted (not root, no CAP_SYS_ADMIN).
+    struct Tmpfs(Option<tempfile::TempDir>);
+
+    impl Tmpfs {
+        fn mount(size: &str) -> Option<Tmpfs> {
+            let dir = tempfile::tempdir().unwrap();
+            let mounted = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir.path())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            mounted.then_some(Tmpfs(Some(dir)))
+        }
+
+        fn path(&self) -> &Path {
+            self.0.as_ref().expect("mounted").path()
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0.take() {
+                let _ = std::process::Command::new("umount")
+                    .arg("-l")
+                    .arg(dir.path())
+                    .status();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_fails_the_log_for_good_and_says_why() {
+        // Entries of the size the generator logs, and ones large enough for sled to write
+        // as files of their own.
+        for size in [1024, 64 * 1024] {
+            let Some(disk) = Tmpfs::mount("2m") else {
+                eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+                return;
+            };
+            fill_up(disk.path(), size).await;
+        }
+    }
+
+    /// Appends entries of `size` bytes, one flush each (as with BATCHES_PER_FLUSH=1), until
+    /// the log fails; then checks how it failed.
+    async fn fill_up(dir: &Path, size: usize) {
+        let mut log = EventLog::open(dir).unwrap();
+        // Values this large may leave sled silent rather than failing: given up on sooner.
+        log.flush_deadline = Duration::from_secs(3);
+        assert!(log.fault().is_none());
+        let big = |i: usize| Entry {
+            payload: bytes::Bytes::from(vec![b'x'; size]),
+            ..entry(&format!("e{i}"))
+        };
+        // Up to ten times what the disk holds.
+        let mut failed = None;
+        for i in 0..(20 << 20) / size {
+            let written = match log.append(Uuid::new_v4(), &[big(i)], true) {
+                Ok(_) => log.flush().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                failed = Some(e);
+                break;
+            }
+        }
+        // It says so, rather than leaving a flush waiting for ever (see `FLUSH_DEADLINE`).
+        let e = failed.expect("a 2 MiB disk fills up");
+        assert!(matches!(e, LogError::Io { .. }), "{e}");
+        let why = log.fault().expect("the failure is kept").to_owned();
+        eprintln!("entries of {size} bytes: {why}");
+        assert!(why.contains("event log"), "{why}");
+        assert!(
+            futures::FutureExt::now_or_never(log.failed()).is_some(),
+            "waiters are told"
+        );
+        // The first reason stays, whatever fails next.
+        let _ = log.append(Uuid::new_v4(), &[big(0)], true);
+        let _ = log.flush().await;
+        assert_eq!(log.fault(), Some(why.as_str()));
     }
 }
