@@ -81,6 +81,10 @@ pub struct Config {
     /// The nats-server binary.
     #[arg(long, env = "NATS_SERVER_BIN", default_value = "nats-server")]
     pub nats_server: String,
+    /// JetStream's `sync_interval` for the nats-server sn-bench starts (`always`, or a
+    /// duration such as `10s`); without it, the server's default (fsync every 2 minutes).
+    #[arg(long)]
+    pub nats_sync: Option<String>,
     /// RUST_LOG of the services sn-bench starts.
     #[arg(long, default_value = "info")]
     pub service_log: String,

@@ -76,6 +76,11 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
             }
         }
     }
+    if let Some(sync) = &config.nats_sync {
+        notes.push(format!(
+            "the nats-server started ran with JetStream sync_interval: {sync}"
+        ));
+    }
     // Other work on the same cores skews every figure: the report says how busy they were.
     notes.push(format!(
         "load average (1, 5, 15 min) before: {load_before}; after: {}",

@@ -18,6 +18,8 @@ use crate::config::Config;
 pub struct Binaries {
     pub dir: PathBuf,
     pub nats_server: String,
+    /// JetStream's `sync_interval` for the servers started, when not the default.
+    pub nats_sync: Option<String>,
     pub service_log: String,
     pub keep: bool,
     /// Command line the services run under (a profiler), split on whitespace.
@@ -38,6 +40,7 @@ impl Binaries {
         Ok(Binaries {
             dir,
             nats_server: config.nats_server.clone(),
+            nats_sync: config.nats_sync.clone(),
             service_log: config.service_log.clone(),
             keep: config.keep,
             wrap: config
@@ -225,6 +228,16 @@ impl Nats {
         let mut cmd = Command::new(&bins.nats_server);
         cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(folder.join("nats"));
+        if let Some(sync) = &bins.nats_sync {
+            // The flags above still name the store; the file adds only the fsync policy.
+            let conf = folder.join("nats.conf");
+            std::fs::write(
+                &conf,
+                format!("jetstream {{\n  sync_interval: {sync}\n}}\n"),
+            )
+            .with_context(|| format!("cannot write {}", conf.display()))?;
+            cmd.arg("-c").arg(conf);
+        }
         let proc = Proc::spawn(cmd, folder.join("nats.log"), Duration::from_secs(5))?;
         if !wait_port(port, Duration::from_secs(10)) {
             bail!("nats-server did not listen; log {}", proc.log.display());
