@@ -316,10 +316,10 @@ async fn generate(
         total,
         per_batch,
     };
-    // A fresh random-order task renders its batches ahead on a blocking thread (see
-    // `render_ahead`); a redelivered one looks each batch up in the log first, here.
+    // A fresh random-order task renders its batches ahead on blocking threads (see
+    // `RenderAhead`); a redelivered one looks each batch up in the log first, here.
     let mut ahead = (scheme.order == Order::Random && batches > 1 && done.is_empty())
-        .then(|| render_ahead(&batch_of, batches, group_size));
+        .then(|| RenderAhead::start(&batch_of, batches, 2 * group_size));
 
     for batch in 0..batches {
         if cancel.is_cancelled() {
@@ -328,7 +328,7 @@ async fn generate(
             return Err(TaskError::Stopped);
         }
         let encoded = match ahead.as_mut() {
-            Some(rendered) => rendered.recv().await.map(Ok).ok_or_else(|| {
+            Some(rendered) => rendered.next().await.map(Ok).ok_or_else(|| {
                 TaskError::Render("the thread rendering the task's batches stopped".into())
             })?,
             None => match done.get(generated_id(req.task_id, batch).as_str()) {
@@ -469,48 +469,74 @@ fn batch_span(task_id: uuid::Uuid, batch: u64) -> tracing::Span {
     info_span!("batch", task_id = %task_id, batch, serials = tracing::field::Empty)
 }
 
-/// Renders the task's batches in order on a blocking thread, at most `ahead` of them before
-/// the task takes them. A random-order serial costs a permutation (about ten AES blocks), so
-/// the next batches are rendered while the last ones are logged and published instead of
-/// between them. The thread stops when the receiver is dropped (the task ended early).
-fn render_ahead(
-    batch_of: &BatchOf<'_>,
-    batches: u64,
-    ahead: usize,
-) -> tokio::sync::mpsc::Receiver<Entry> {
-    let (tx, rx) = tokio::sync::mpsc::channel(ahead.max(1));
-    let (code_model, subject, formatter) = (
-        batch_of.code_model.to_owned(),
-        batch_of.subject.to_owned(),
-        batch_of.formatter.clone(),
-    );
-    let (task_id, first, total, per_batch) = (
-        batch_of.task_id,
-        batch_of.first,
-        batch_of.total,
-        batch_of.per_batch,
-    );
-    let parent = tracing::Span::current();
-    tokio::task::spawn_blocking(move || {
-        let batch_of = BatchOf {
-            task_id,
-            code_model: &code_model,
-            subject: &subject,
-            formatter: &formatter,
-            first,
-            total,
-            per_batch,
-        };
-        for batch in 0..batches {
-            let entry =
-                parent.in_scope(|| batch_span(task_id, batch).in_scope(|| batch_of.entry(batch)));
-            if tx.blocking_send(entry).is_err() {
-                return;
-            }
-        }
-    });
-    rx
+/// A task's batches rendered ahead, in order, on blocking threads: batch `k` by thread
+/// `k mod threads`, each at most `ahead / threads` batches before the task takes them. A
+/// random-order serial costs a permutation (about ten AES blocks), so the next batches are
+/// rendered on the spare cores while the last ones are logged and published, instead of
+/// between them. The threads stop when this is dropped (the task ended early).
+struct RenderAhead {
+    rendered: Vec<tokio::sync::mpsc::Receiver<Entry>>,
+    next: usize,
 }
+
+impl RenderAhead {
+    fn start(batch_of: &BatchOf<'_>, batches: u64, ahead: usize) -> RenderAhead {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .clamp(1, MAX_RENDER_THREADS);
+        let parent = tracing::Span::current();
+        let rendered = (0..threads)
+            .map(|thread| {
+                let (tx, rx) = tokio::sync::mpsc::channel((ahead / threads).max(1));
+                let (code_model, subject, formatter) = (
+                    batch_of.code_model.to_owned(),
+                    batch_of.subject.to_owned(),
+                    batch_of.formatter.clone(),
+                );
+                let BatchOf {
+                    task_id,
+                    first,
+                    total,
+                    per_batch,
+                    ..
+                } = *batch_of;
+                let parent = parent.clone();
+                tokio::task::spawn_blocking(move || {
+                    let batch_of = BatchOf {
+                        task_id,
+                        code_model: &code_model,
+                        subject: &subject,
+                        formatter: &formatter,
+                        first,
+                        total,
+                        per_batch,
+                    };
+                    for batch in (thread as u64..batches).step_by(threads) {
+                        let entry = parent.in_scope(|| {
+                            batch_span(task_id, batch).in_scope(|| batch_of.entry(batch))
+                        });
+                        if tx.blocking_send(entry).is_err() {
+                            return;
+                        }
+                    }
+                });
+                rx
+            })
+            .collect();
+        RenderAhead { rendered, next: 0 }
+    }
+
+    /// The next batch in order; `None` if its thread stopped.
+    async fn next(&mut self) -> Option<Entry> {
+        let count = self.rendered.len();
+        let entry = self.rendered[self.next % count].recv().await;
+        self.next += 1;
+        entry
+    }
+}
+
+/// Threads a task renders its batches on at most (see [`RenderAhead`]).
+const MAX_RENDER_THREADS: usize = 4;
 
 async fn flush_group(
     shared: &Shared,
