@@ -335,6 +335,17 @@ impl SerialFormatter {
         self.format
     }
 
+    /// Gets ready to write `count` serials: a random order whose width allows it tabulates
+    /// its permutation's rounds when there are more serials than entries to compute (see
+    /// `ff1`), which makes each serial a few table lookups instead of ten AES blocks.
+    pub fn prepare_for(&mut self, count: u64) {
+        if let Some(p) = &mut self.permutation {
+            if p.table_len().is_some_and(|len| count >= len) {
+                p.tabulate();
+            }
+        }
+    }
+
     /// Appends the serial of `number` to `out`. The caller has checked that the number fits
     /// the width (see `request`); a wider number is written in full rather than truncated.
     pub fn write(&self, number: u64, out: &mut Vec<u8>) {

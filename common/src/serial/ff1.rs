@@ -149,6 +149,23 @@ pub struct Permutation {
     p: [u8; 16],
     /// Lengths up to 18 digits, where every step fits a `u64` (see [`Narrow`]).
     narrow: Option<Narrow>,
+    /// Every round's value for every half, once [`Permutation::tabulate`] made it; shared
+    /// by the clones.
+    table: Option<std::sync::Arc<Table>>,
+}
+
+/// Halves of at most this many digits are tabulated (see [`Table`]): up to 10 digits, at
+/// most 4 MiB.
+const TABLE_HALF_DIGITS: u32 = 5;
+
+/// With no tweak, round `i`'s value depends on `i` and the half `B` alone, and a half of
+/// `v` digits has `10^v` values: for up to 10 digits, every round's `y mod m` for every half
+/// fits a table (`5 * (10^u + 10^v)` entries), built with as many AES blocks as a few
+/// thousand serials cost. A round is then one lookup and an addition.
+#[derive(Debug)]
+struct Table {
+    /// `rounds[i][b]`: `y mod m` of round `i` for the half `b`.
+    rounds: Vec<Vec<u32>>,
 }
 
 /// The constants of a length of at most 18 digits. Both halves are below `10^9`, `NUM(B)`
@@ -229,6 +246,30 @@ impl Narrow {
         }
     }
 
+    /// [`Narrow::encrypt`] of each of `xs` (at most `LANES`, all below `10^n`) by the round
+    /// values in `table`.
+    fn encrypt_by(&self, table: &Table, xs: &mut [u64]) {
+        // Eight numbers side by side: each round of one waits on its lookup, and eight
+        // independent chains keep the loads overlapping.
+        let n = xs.len();
+        let (mut a, mut b) = ([0u64; LANES], [0u64; LANES]);
+        for j in 0..n {
+            (a[j], b[j]) = (xs[j] / self.mv, xs[j] % self.mv);
+        }
+        for (i, values) in (0..ROUNDS).zip(&table.rounds) {
+            let (m, _) = self.modulus(i);
+            for j in 0..n {
+                // Both below m: one subtraction at most.
+                let c = at_most_once_less(a[j] + u64::from(values[b[j] as usize]), m);
+                a[j] = b[j];
+                b[j] = c;
+            }
+        }
+        for j in 0..n {
+            xs[j] = a[j] * self.mv + b[j];
+        }
+    }
+
     fn decrypt(&self, aes: &Aes128, x: u64) -> u64 {
         let (mut a, mut b) = (x / self.mv, x % self.mv);
         for i in (0..ROUNDS).rev() {
@@ -276,7 +317,47 @@ impl Permutation {
             shape,
             p,
             narrow,
+            table: None,
         }
+    }
+
+    /// How many entries [`Permutation::tabulate`] would compute; `None` for a length too
+    /// long to tabulate.
+    pub fn table_len(&self) -> Option<u64> {
+        let narrow = self.narrow.as_ref()?;
+        (self.shape.v <= TABLE_HALF_DIGITS).then(|| 5 * (narrow.mu + narrow.mv))
+    }
+
+    /// Computes every round's value for every half, so that [`Permutation::apply_all`] costs
+    /// table lookups instead of AES blocks: worth it for more numbers than
+    /// [`Permutation::table_len`]. Nothing for a length too long to tabulate.
+    pub fn tabulate(&mut self) {
+        let Some(narrow) = self.narrow.filter(|_| self.table_len().is_some()) else {
+            return;
+        };
+        let rounds = (0..ROUNDS)
+            .map(|i| {
+                let (m, inverse) = narrow.modulus(i);
+                // Even rounds take the v-digit half, odd ones the u-digit half.
+                let halves = if i.is_multiple_of(2) {
+                    narrow.mv
+                } else {
+                    narrow.mu
+                };
+                let mut values = Vec::with_capacity(halves as usize);
+                let all: Vec<u64> = (0..halves).collect();
+                for lanes in all.chunks(LANES) {
+                    let blocks = narrow.round_blocks(&self.ff1.aes, i, lanes);
+                    for block in &blocks[..lanes.len()] {
+                        let y = at_most_once_less(nearly_reduced(first_word(block), m, inverse), m);
+                        // Below m <= 10^5.
+                        values.push(y as u32);
+                    }
+                }
+                values
+            })
+            .collect();
+        self.table = Some(std::sync::Arc::new(Table { rounds }));
     }
 
     pub fn apply(&self, x: u64) -> u64 {
@@ -288,6 +369,19 @@ impl Permutation {
     /// [`Permutation::apply`] to each of `xs`, in place: eight at a time where the length
     /// allows, which costs far less per number than one at a time.
     pub fn apply_all(&self, xs: &mut [u64]) {
+        if let (Some(table), Some(narrow)) = (&self.table, &self.narrow) {
+            let domain = narrow.mu * narrow.mv;
+            for lanes in xs.chunks_mut(LANES) {
+                // A number past the width (which callers never pass) is computed, as the
+                // other paths do, rather than looked up past the table.
+                if lanes.iter().all(|&x| x < domain) {
+                    narrow.encrypt_by(table, lanes);
+                } else {
+                    narrow.encrypt(&self.ff1.aes, lanes);
+                }
+            }
+            return;
+        }
         match &self.narrow {
             Some(narrow) => xs
                 .chunks_mut(LANES)
@@ -359,6 +453,36 @@ mod tests {
                 assert_eq!(r % m, y % m, "{y} mod {m}");
             }
         }
+    }
+
+    #[test]
+    fn a_tabulated_permutation_is_the_same_permutation() {
+        let ff1 = Ff1::new(&KEY);
+        for digits in [MIN_DIGITS, 7, 8, 10] {
+            let mut p = Permutation::new(&KEY, digits);
+            let top = 10u64.pow(u32::from(digits)) - 1;
+            // In the domain, and a few past it (computed, not looked up).
+            let numbers: Vec<u64> = (0..500)
+                .map(|x| x * 7_919 % top)
+                .chain([top + 1, u64::MAX / 2])
+                .collect();
+            let computed: Vec<u64> = numbers.iter().map(|&x| p.apply(x)).collect();
+            p.tabulate();
+            assert!(p.table.is_some(), "{digits} digits tabulate");
+            let mut xs = numbers.clone();
+            p.apply_all(&mut xs);
+            assert_eq!(xs, computed, "{digits}");
+            let mut edges = [0, 1, top - 1, top];
+            p.apply_all(&mut edges);
+            for (x, y) in [0, 1, top - 1, top].into_iter().zip(edges) {
+                assert_eq!(y, ff1.encrypt_with(digits, &[], x), "{digits}: {x}");
+            }
+        }
+        // Eleven digits and more are computed, not tabulated.
+        let mut p = Permutation::new(&KEY, 11);
+        assert_eq!(p.table_len(), None);
+        p.tabulate();
+        assert!(p.table.is_none());
     }
 
     #[test]

@@ -294,8 +294,9 @@ async fn generate(
     // Only numbers of the held range: `first` and `count` come from it, never the request.
     let (first, total) = (range.first, range.count());
     // Checked before the task ran (see `run`): the replica holds the model's key.
-    let formatter = SerialFormatter::keyed(&req.code_model, scheme, &shared.keys)
+    let mut formatter = SerialFormatter::keyed(&req.code_model, scheme, &shared.keys)
         .map_err(|e| TaskError::Key(e.to_string()))?;
+    formatter.prepare_for(total);
     let batches = total.div_ceil(per_batch);
     // Batches this replica already logged for the task (a redelivery after a crash).
     let done: HashMap<&str, (u64, &Entry)> = logged
