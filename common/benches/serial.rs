@@ -91,19 +91,24 @@ fn write_range_random(c: &mut Criterion) {
     group.finish();
 }
 
-/// The permutation alone, 1,000 numbers at a time, widths 8 and 18 (the `u64` path) and 19
-/// (the general one).
+/// The permutation alone, 1,000 numbers at a time: widths 8 and 18 computed on 64-bit words,
+/// 8 and 10 by table (as a task of more serials than the table's entries renders), and 19
+/// computed on 128-bit words.
 fn permute(c: &mut Criterion) {
     let keys = Keyring::parse(Some(KEY)).expect("a key");
     let id = keys.current().expect("a current key");
     let mut group = c.benchmark_group("ff1_apply_all");
     group.throughput(Throughput::Elements(PER_ITER));
-    for width in [8, 18, 19] {
-        let permutation = keys
+    for (width, table) in [(8, false), (8, true), (10, true), (18, false), (19, false)] {
+        let mut permutation = keys
             .permutation(id, "0111", width)
             .expect("a width FF1 takes");
+        if table {
+            permutation.tabulate();
+        }
+        let name = format!("{width}{}", if table { " by table" } else { "" });
         let mut numbers = vec![0u64; PER_ITER as usize];
-        group.bench_function(width.to_string(), |b| {
+        group.bench_function(name, |b| {
             b.iter(|| {
                 for (slot, n) in numbers.iter_mut().zip(1_000_000..) {
                     *slot = n;
