@@ -130,7 +130,8 @@ impl SerialFormatter {
         );
 
         let mut numbers = [0u64; GROUP];
-        let end = first + count;
+        // Numbers of a random-order scheme are below 10^19; a range past u64 stops there.
+        let end = first.saturating_add(count);
         let mut from = first;
         while from < end {
             let n = (end - from).min(GROUP as u64) as usize;
