@@ -15,8 +15,8 @@
 //!   from another stream, kept until the stream found now is checked to hold them.
 //! - `m` + name: the ledger's stream position (u64 BE), the identity of the stream the
 //!   snapshot was folded from (its creation time, i128 BE nanoseconds), and the version of
-//!   this layout that wrote the log (u32 BE; absent in logs from before it was recorded,
-//!   which are version 1).
+//!   the layout the log needs to be read (u32 BE; absent in logs from before it was
+//!   recorded, which are version 1).
 //!
 //! Every write is single-key inserts and removes in a chosen order, never a `sled::Batch`:
 //! sled 0.34 writes each batch as two or three I/O buffers of its own (it rolls the buffer
@@ -34,6 +34,7 @@
 use std::num::{NonZeroU32, NonZeroU64};
 use std::ops::Range;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -181,6 +182,13 @@ impl<'a> Reader<'a> {
 }
 
 impl Entry {
+    /// A random-order batch: stored as [`WITH_IMAGES`], which logs before version 2 lack.
+    fn is_random(&self) -> bool {
+        self.serials
+            .as_ref()
+            .is_some_and(|s| s.format.order == Order::Random)
+    }
+
     fn encode(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(64 + self.subject.len() + self.id.len());
         put_str(&mut v, &self.subject);
@@ -471,6 +479,10 @@ pub struct EventLog {
     fault: Arc<Fault>,
     /// A flush unanswered for this long fails the log ([`FLUSH_DEADLINE`]).
     flush_deadline: Duration,
+    /// Whether the log records [`LOG_VERSION`]; an older log is stamped with it right before
+    /// its first entry only this version reads (a random-order batch), so a build rolled back
+    /// is refused only once the log holds something it would misread.
+    stamped: Arc<AtomicBool>,
 }
 
 /// A flush still unanswered after this long fails the log: sled 0.34 can stop for good after
@@ -587,6 +599,7 @@ impl EventLog {
         };
         let db = sled::Config::new().path(dir).open().map_err(open)?;
         let tree = db.open_tree("log").map_err(open)?;
+        let mut stamped = true;
         match tree.get(VERSION).map_err(open)? {
             Some(v) => {
                 let found = <[u8; 4]>::try_from(&v[..])
@@ -598,12 +611,9 @@ impl EventLog {
                         found,
                     });
                 }
-                // This build reads an older layout as it is, and may now write entries
-                // of its own: from here on the log needs this version to be read.
-                if found < LOG_VERSION {
-                    tree.insert(VERSION, &LOG_VERSION.to_be_bytes())
-                        .map_err(open)?;
-                }
+                // This build reads an older layout as it is; the log is stamped with this
+                // version only when it gets an entry an older build would misread.
+                stamped = found == LOG_VERSION;
             }
             None => {
                 tree.insert(VERSION, &LOG_VERSION.to_be_bytes())
@@ -616,6 +626,7 @@ impl EventLog {
             gate: Default::default(),
             fault: Default::default(),
             flush_deadline: FLUSH_DEADLINE,
+            stamped: Arc::new(AtomicBool::new(stamped)),
         })
     }
 
@@ -680,9 +691,17 @@ impl EventLog {
         pending: bool,
     ) -> Result<Vec<u64>, LogError> {
         self.write(|| {
-            let (writes, seqs) = self.append_writes(task, granted, entries, pending)?;
+            let (mut writes, seqs) = self.append_writes(task, granted, entries, pending)?;
+            let stamp =
+                !self.stamped.load(Ordering::Relaxed) && entries.iter().any(Entry::is_random);
+            if stamp {
+                writes.insert(0, (VERSION.into(), LOG_VERSION.to_be_bytes()[..].into()));
+            }
             for (k, v) in writes {
                 self.tree.insert(k, v).map_err(self.io("append to"))?;
+            }
+            if stamp {
+                self.stamped.store(true, Ordering::Relaxed);
             }
             Ok(seqs)
         })
@@ -1207,6 +1226,31 @@ mod tests {
         assert!(matches!(Entry::decode(9, &bad), Err(LogError::Corrupt(9))));
         bad[images_at..images_at + 3].copy_from_slice(&[0x0f, 0x42, 0x3f]);
         assert!(Entry::decode(9, &bad).is_ok(), "999,999 is six digits");
+    }
+
+    #[tokio::test]
+    async fn an_older_log_is_stamped_with_this_version_at_its_first_random_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path()).unwrap();
+        log.tree.insert(VERSION, &1u32.to_be_bytes()).unwrap();
+        drop(log);
+        let version = |log: &EventLog| log.tree.get(VERSION).unwrap().unwrap().to_vec();
+        // Opened, and given a sequential batch: still readable by the older build.
+        let log = reopen(dir.path());
+        log.append(Uuid::new_v4(), &[batch(Format::default(), 1, 10)], true)
+            .unwrap();
+        assert_eq!(version(&log), 1u32.to_be_bytes());
+        // A random-order batch needs this version, and the log says so from then on.
+        let keys = common::serial::Keyring::parse(Some("a master key of the log tests")).unwrap();
+        let format = Format {
+            order: Order::Random,
+            key_id: keys.current().ok(),
+            ..Format::default()
+        };
+        let formatter = SerialFormatter::keyed("0111", format, &keys).unwrap();
+        log.append(Uuid::new_v4(), &[batch_with(&formatter, 1, 10)], true)
+            .unwrap();
+        assert_eq!(version(&log), LOG_VERSION.to_be_bytes());
     }
 
     #[test]

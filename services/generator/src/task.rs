@@ -471,7 +471,8 @@ fn batch_span(task_id: uuid::Uuid, batch: u64) -> tracing::Span {
 }
 
 /// A task's batches rendered ahead, in order, on blocking threads: batch `k` by thread
-/// `k mod threads`, each at most `ahead / threads` batches before the task takes them. A
+/// `k mod threads`, each at most `max(ahead / threads, 1) + 1` batches (its channel's and the
+/// one it renders) before the task takes them. A
 /// random-order serial costs a permutation (about ten AES blocks), so the next batches are
 /// rendered on the spare cores while the last ones are logged and published, instead of
 /// between them. The threads stop when this is dropped (the task ended early).
