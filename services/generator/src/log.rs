@@ -1056,6 +1056,31 @@ mod tests {
         assert_eq!(mine, [entry("a"), entry("b")]);
     }
 
+    /// Appends `written` to a new log, checks that each entry is stored in at most
+    /// `stored_at_most(entry)` bytes, and opens the log again.
+    async fn stored_and_reopened(
+        written: &[Entry],
+        stored_at_most: impl Fn(&Entry) -> usize,
+    ) -> (tempfile::TempDir, EventLog) {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = EventLog::open(dir.path()).unwrap();
+            let seqs = log.append(Uuid::new_v4(), written, true).unwrap();
+            log.flush().await.unwrap();
+            for (seq, entry) in seqs.iter().zip(written) {
+                let stored = log.tree.get(key(EVENT, *seq)).unwrap().unwrap();
+                assert!(
+                    stored.len() <= stored_at_most(entry),
+                    "{} of {} bytes stored",
+                    stored.len(),
+                    entry.payload.len()
+                );
+            }
+        }
+        let log = reopen(dir.path());
+        (dir, log)
+    }
+
     fn batch(format: Format, first: u64, count: u64) -> Entry {
         batch_with(&SerialFormatter::new("0111", format), first, count)
     }
@@ -1091,7 +1116,6 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_is_stored_as_its_range_and_read_back_byte_for_byte() {
-        let dir = tempfile::tempdir().unwrap();
         let formats =
             [CheckDigit::None, CheckDigit::Gs1, CheckDigit::Luhn].map(|check_digit| Format {
                 width: 6,
@@ -1113,22 +1137,8 @@ mod tests {
                 batch(widest, u64::MAX - 2, 3),
             ])
             .collect();
-        let task = Uuid::new_v4();
-        {
-            let log = EventLog::open(dir.path()).unwrap();
-            let seqs = log.append(task, &written, true).unwrap();
-            log.flush().await.unwrap();
-            for (seq, entry) in seqs.iter().zip(&written) {
-                let stored = log.tree.get(key(EVENT, *seq)).unwrap().unwrap();
-                assert!(
-                    stored.len() < 1024,
-                    "{} of {} bytes stored",
-                    stored.len(),
-                    entry.payload.len()
-                );
-            }
-        }
-        let log = reopen(dir.path());
+        // A few hundred bytes each, whatever the batch's size.
+        let (_dir, log) = stored_and_reopened(&written, |_| 1023).await;
         let read: Vec<Entry> = log.iter().map(|r| r.unwrap().1).collect();
         assert_eq!(read, written);
         assert!(read[0].payload.len() > 100_000);
@@ -1162,7 +1172,6 @@ mod tests {
     #[tokio::test]
     async fn a_random_order_batch_is_stored_as_numbers_and_read_back_byte_for_byte() {
         let keys = common::serial::Keyring::parse(Some("a master key of the log tests")).unwrap();
-        let dir = tempfile::tempdir().unwrap();
         let written: Vec<Entry> = [
             (6, CheckDigit::Gs1),
             (8, CheckDigit::None),
@@ -1194,25 +1203,12 @@ mod tests {
             0,
         )])
         .collect();
-        let task = Uuid::new_v4();
-        {
-            let log = EventLog::open(dir.path()).unwrap();
-            let seqs = log.append(task, &written, true).unwrap();
-            log.flush().await.unwrap();
-            for (seq, entry) in seqs.iter().zip(&written) {
-                let stored = log.tree.get(key(EVENT, *seq)).unwrap().unwrap();
-                let count = entry.serials.as_ref().unwrap().count as usize;
-                let width = entry.serials.as_ref().unwrap().format.width;
-                // The digits as numbers, and the event around them.
-                assert!(
-                    stored.len() <= count * image_bytes(width) + 1024,
-                    "{} of {} bytes stored",
-                    stored.len(),
-                    entry.payload.len()
-                );
-            }
-        }
-        let log = reopen(dir.path());
+        // The digits as numbers, and the event around them.
+        let (_dir, log) = stored_and_reopened(&written, |entry| {
+            let s = entry.serials.as_ref().unwrap();
+            s.count as usize * image_bytes(s.format.width) + 1024
+        })
+        .await;
         let read: Vec<Entry> = log.iter().map(|r| r.unwrap().1).collect();
         assert_eq!(read, written);
         assert!(read[0].payload.len() > 100_000);
