@@ -383,14 +383,7 @@ pub async fn submit(gw: &Service, body: Value) -> String {
 }
 
 pub async fn task(gw: &Service, id: &str) -> Value {
-    gw.http
-        .get(gw.url(&format!("/tasks/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(gw, &format!("/tasks/{id}")).await
 }
 
 /// Waits until the task is SUCCESS or FAILURE; returns its view.
