@@ -5,10 +5,12 @@
 //! `telemetry` and `shutdown` are the glue every binary needs at start and stop, `health` the
 //! containers' healthcheck.
 
+pub mod backoff;
 pub mod config;
 pub mod events;
 pub mod health;
 pub mod ledger;
+pub mod metrics;
 pub mod nats;
 pub mod request;
 pub mod serial;

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::events::CONTENT_TYPE;
 use crate::subjects;
 
@@ -223,7 +224,7 @@ pub async fn connect(
         })?;
     let (connections, watched) = watch::channel(0u64);
     let connections = std::sync::Arc::new(connections);
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     loop {
         let connections = connections.clone();
         let options = credentials
@@ -262,12 +263,10 @@ pub async fn connect(
                 if source.kind() == async_nats::ConnectErrorKind::Io
                     || source.kind() == async_nats::ConnectErrorKind::TimedOut =>
             {
-                tracing::warn!(%url, error = %source, retry_in = ?delay, "NATS not reachable yet");
-                tokio::select! {
-                    _ = cancel.cancelled() => return Err(NatsError::Cancelled(url.to_owned())),
-                    _ = tokio::time::sleep(delay) => {}
+                tracing::warn!(%url, error = %source, "NATS not reachable yet");
+                if !backoff.wait(cancel).await {
+                    return Err(NatsError::Cancelled(url.to_owned()));
                 }
-                delay = (delay * 2).min(Duration::from_secs(2));
             }
             Err(source) => {
                 return Err(NatsError::Connect {
@@ -315,19 +314,17 @@ pub async fn ensure_stream_retrying(
     settings: StreamSettings,
     cancel: &CancellationToken,
 ) -> Result<stream::Stream, NatsError> {
-    let mut delay = Duration::from_millis(200);
+    let mut backoff = Backoff::reconnect();
     loop {
         match ensure_stream(js, settings).await {
             Ok(s) => return Ok(s),
             // An operator's setting: waiting will not change it.
             Err(e @ NatsError::UnsafeStream(_)) => return Err(e),
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?delay, "JetStream not ready yet");
-                tokio::select! {
-                    _ = cancel.cancelled() => return Err(e),
-                    _ = tokio::time::sleep(delay) => {}
+                tracing::warn!(error = %e, "JetStream not ready yet");
+                if !backoff.wait(cancel).await {
+                    return Err(e);
                 }
-                delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The router and what wraps every request: the HTTP span (with the caller's trace context),
 //! request metrics, the bearer-token check on writes.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use metrics::{Label, SharedString};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use subtle::ConstantTimeEq;
@@ -21,23 +20,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::routes;
 use crate::{ApiError, AppState};
 
-static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
-
 /// Installs the process-wide Prometheus recorder (once).
 pub fn init_metrics() {
-    METRICS.get_or_init(|| {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets(&[
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0,
-            ])
-            .expect("static buckets are valid")
-            .build_recorder();
-        let handle = recorder.handle();
-        let _ = metrics::set_global_recorder(recorder);
-        describe();
-        handle
-    });
+    common::metrics::install(describe);
 }
 
 /// HELP texts, and series registered at zero so dashboards see them from the start.
@@ -76,7 +61,7 @@ fn describe() {
 }
 
 pub fn render_metrics() -> String {
-    METRICS.get().map(|h| h.render()).unwrap_or_default()
+    common::metrics::render()
 }
 
 /// Every route of the API.

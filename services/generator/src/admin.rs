@@ -1,34 +1,19 @@
 //! Health, readiness and Prometheus metrics on `ADMIN_ADDR`; at start, while NATS is
 //! awaited, `/healthz` alone.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
 
-static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
-
 /// Installs the process-wide Prometheus recorder (once).
 pub fn init_metrics() {
-    METRICS.get_or_init(|| {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets(&[
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0,
-            ])
-            .expect("static buckets are valid")
-            .build_recorder();
-        let handle = recorder.handle();
-        let _ = metrics::set_global_recorder(recorder);
-        describe();
-        handle
-    });
+    common::metrics::install(describe);
 }
 
 /// HELP texts, and every series registered at zero so dashboards see them from the start.
@@ -111,7 +96,7 @@ async fn metrics_text(State(shared): State<Arc<Shared>>) -> String {
     });
     metrics::gauge!("sn_log_size_bytes").set(shared.log.size_on_disk() as f64);
     metrics::gauge!("sn_ledger_position").set(*shared.ledger_pos.borrow() as f64);
-    METRICS.get().map(|h| h.render()).unwrap_or_default()
+    common::metrics::render()
 }
 
 pub async fn serve(
