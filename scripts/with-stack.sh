@@ -27,7 +27,7 @@ ADMIN_ADDR="127.0.0.1:$admin_port" DATA_DIR="$tmp/generator" "$bin/generator" >"
 pids+=($!)
 AUTH="${AUTH:-off}" HTTP_ADDR="127.0.0.1:$http_port" "$bin/gateway" >"$tmp/gateway.log" 2>&1 &
 pids+=($!)
-export GATEWAY_URL="http://127.0.0.1:$http_port"
+export GATEWAY_URL="http://127.0.0.1:$http_port" STACK_DIR="$tmp"
 ready=""
 for _ in $(seq 200); do
   if curl -fs "$GATEWAY_URL/readyz" >/dev/null 2>&1 && curl -fs "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1; then
