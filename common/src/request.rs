@@ -9,6 +9,9 @@ use serde_json::Value;
 use crate::serial::ff1;
 use crate::serial::{CheckDigit, Format, FormatRequest, Order, MAX_WIDTH};
 
+/// The default limit on `count` (the `MAX_COUNT` setting of both services).
+pub const DEFAULT_MAX_COUNT: u64 = 10_000_000;
+
 /// A request for `count` serials of `code_model`, starting at `number` (or the next free one),
 /// in the model's scheme (`format` names the fields the client gave).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

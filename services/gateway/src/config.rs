@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use common::config::{NatsArgs, TelemetryArgs, DEFAULT_MAX_COUNT};
+use common::nats::NatsArgs;
+use common::request::DEFAULT_MAX_COUNT;
+use common::telemetry::TelemetryArgs;
 
 /// The command line: the service by default, or one of its subcommands.
 #[derive(Debug, Parser)]

@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use common::config::{NatsArgs, TelemetryArgs, DEFAULT_MAX_COUNT};
+use common::nats::NatsArgs;
+use common::request::DEFAULT_MAX_COUNT;
+use common::telemetry::TelemetryArgs;
 
 #[derive(Debug, Parser)]
 #[command(
