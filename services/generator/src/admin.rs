@@ -9,7 +9,16 @@ use axum::routing::get;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
-use crate::Shared;
+use crate::ledger::Ledger;
+use crate::log::EventLog;
+
+/// What `/readyz` and `/metrics` look at.
+#[derive(Clone)]
+pub struct Health {
+    pub log: EventLog,
+    pub ledger: Arc<Ledger>,
+    pub client: async_nats::Client,
+}
 
 /// Installs the process-wide Prometheus recorder (once).
 pub fn init_metrics() {
@@ -73,38 +82,30 @@ fn describe() {
     metrics::gauge!("sn_consumer_pending").set(0.0);
 }
 
-pub fn router(shared: Arc<Shared>) -> Router {
+pub fn router(health: Health) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(shared)
+        .with_state(health)
 }
 
-async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
-    match shared.readiness() {
+async fn readyz(State(h): State<Health>) -> (StatusCode, String) {
+    match crate::readiness(&h.log, &h.ledger, &h.client) {
         Ok(()) => (StatusCode::OK, "ready".into()),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
     }
 }
 
-async fn metrics_text(State(shared): State<Arc<Shared>>) -> String {
-    metrics::gauge!("sn_log_failed").set(if shared.log.fault().is_some() {
-        1.0
-    } else {
-        0.0
-    });
-    metrics::gauge!("sn_log_size_bytes").set(shared.log.size_on_disk() as f64);
-    metrics::gauge!("sn_ledger_position").set(*shared.ledger_pos.borrow() as f64);
+async fn metrics_text(State(h): State<Health>) -> String {
+    metrics::gauge!("sn_log_failed").set(if h.log.fault().is_some() { 1.0 } else { 0.0 });
+    metrics::gauge!("sn_log_size_bytes").set(h.log.size_on_disk() as f64);
+    metrics::gauge!("sn_ledger_position").set(h.ledger.position() as f64);
     common::metrics::render()
 }
 
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    shared: Arc<Shared>,
-    cancel: CancellationToken,
-) {
-    let app = router(shared);
+pub async fn serve(listener: tokio::net::TcpListener, health: Health, cancel: CancellationToken) {
+    let app = router(health);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(async move { cancel.cancelled().await })
         .await

@@ -3,15 +3,13 @@
 //! attempt never got to record the failure, so the advisory does: the task ends in FAILURE
 //! (`internal`) instead of staying PENDING or STARTED for ever.
 
-use std::sync::Arc;
-
 use common::events::{codes, EventData};
 use common::{subjects, Event};
 use futures::StreamExt;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::Shared;
+use crate::task::Worker;
 
 #[derive(Deserialize)]
 struct MaxDeliveries {
@@ -27,10 +25,9 @@ fn advisory_subject() -> String {
     )
 }
 
-pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
+pub async fn run(w: Worker, client: async_nats::Client, cancel: CancellationToken) {
     // A queue group: one replica handles each advisory.
-    let mut sub = match shared
-        .client
+    let mut sub = match client
         .queue_subscribe(advisory_subject(), subjects::GENERATOR_CONSUMER.to_owned())
         .await
     {
@@ -45,30 +42,29 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             _ = cancel.cancelled() => return,
             // Nothing can be recorded here any more: leave the queue group (the subscription
             // is dropped), so the other replicas take every advisory.
-            _ = shared.log.failed() => return,
+            _ = w.log.failed() => return,
             m = sub.next() => match m { Some(m) => m, None => return },
         };
         let Ok(advisory) = serde_json::from_slice::<MaxDeliveries>(&msg.payload) else {
             continue;
         };
-        if let Err(e) = fail_request(&shared, advisory).await {
+        if let Err(e) = fail_request(&w, advisory).await {
             tracing::warn!(error = %e, "cannot record a request that ran out of deliveries");
         }
     }
 }
 
-async fn fail_request(shared: &Shared, advisory: MaxDeliveries) -> anyhow::Result<()> {
-    let stream = shared.js.get_stream_no_info(subjects::STREAM).await?;
-    let raw = stream.get_raw_message(advisory.stream_seq).await?;
+async fn fail_request(w: &Worker, advisory: MaxDeliveries) -> anyhow::Result<()> {
+    let payload = w.stream.message(advisory.stream_seq).await?;
     let Ok(Event {
         data: EventData::Requested(req),
         ..
-    }) = Event::from_json(&raw.payload)
+    }) = Event::from_json(&payload)
     else {
         return Ok(());
     };
     // Finished after all (its ack was lost): nothing to record.
-    let logged = shared.log.task_entries(req.task_id)?;
+    let logged = w.log.task_entries(req.task_id)?;
     if logged
         .iter()
         .any(|(_, e)| subjects::parse(&e.subject).is_some_and(|p| p.kind.is_final()))
@@ -79,7 +75,7 @@ async fn fail_request(shared: &Shared, advisory: MaxDeliveries) -> anyhow::Resul
         "gave up after {} deliveries without an answer",
         advisory.deliveries
     );
-    crate::task::fail(shared, &req, codes::INTERNAL, message).await?;
+    crate::task::fail(w, &req, codes::INTERNAL, message).await?;
     metrics::counter!("sn_tasks_total", "state" => "failure").increment(1);
     Ok(())
 }

@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,8 +24,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info_span, Instrument};
 use uuid::Uuid;
 
-use crate::task::{self, Outcome, TaskError, Turn};
-use crate::Shared;
+use crate::ledger::Turn;
+use crate::task::{self, Outcome, TaskError, Worker};
+use crate::Nats;
+
+/// What the intake works with: the task's handles and the connection it pulls requests on.
+struct Intake {
+    w: Worker,
+    nats: Nats,
+}
 
 /// How long a task tries again in place while NATS is unreachable before the failure spends
 /// one of the request's deliveries.
@@ -38,27 +44,28 @@ const RETRY_FOR: Duration = Duration::from_secs(120);
 /// handed back sooner could be delivered to it again, and each such round trip would spend
 /// one of the request's deliveries. So a request spends one delivery on a broken replica,
 /// and only one.
-fn hand_back(shared: &Shared) -> AckKind {
-    let expires = Duration::from_secs(shared.work.pull_expires_secs.max(1));
+fn hand_back(shared: &Intake) -> AckKind {
+    let expires = Duration::from_secs(shared.w.work.pull_expires_secs.max(1));
     AckKind::Nak(Some(expires + Duration::from_secs(1)))
 }
 
-pub fn consumer_config(shared: &Shared) -> pull::Config {
+pub fn consumer_config(work: &crate::config::WorkConfig) -> pull::Config {
     pull::Config {
         durable_name: Some(subjects::GENERATOR_CONSUMER.to_owned()),
         description: Some("serial-number generators".to_owned()),
         filter_subject: subjects::ALL_REQUESTS.to_owned(),
         deliver_policy: DeliverPolicy::All,
         ack_policy: AckPolicy::Explicit,
-        ack_wait: Duration::from_secs(shared.work.ack_wait_secs.max(1)),
-        max_deliver: shared.work.max_deliver.max(1),
+        ack_wait: Duration::from_secs(work.ack_wait_secs.max(1)),
+        max_deliver: work.max_deliver.max(1),
         max_ack_pending: 1024,
         ..Default::default()
     }
 }
 
-pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
-    let permits = Arc::new(Semaphore::new(shared.work.concurrency.max(1)));
+pub async fn run(w: Worker, nats: Nats, cancel: CancellationToken) {
+    let shared = Arc::new(Intake { w, nats });
+    let permits = Arc::new(Semaphore::new(shared.w.work.concurrency.max(1)));
     // Requests taken, in delivery order, to the dispatcher that gives each its reservation
     // turn and runs it. The pull loop never waits for a turn: requests of one pull that it
     // left unread could be dropped with the pull when the client's timer for it ends.
@@ -66,7 +73,7 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     let dispatcher = tokio::spawn(dispatch(shared.clone(), queue, cancel.clone()));
     let held = Arc::new(Holdings::default());
     let mut delay = Duration::from_millis(100);
-    'outer: while !cancel.is_cancelled() && shared.log.fault().is_none() {
+    'outer: while !cancel.is_cancelled() && shared.w.log.fault().is_none() {
         let consumer = match open(&shared).await {
             Ok(c) => {
                 delay = Duration::from_millis(100);
@@ -81,7 +88,7 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
         // A reconnect from here on means the server may have forgotten a pull request sent
         // on the old connection, or not be ready yet for a new one: open the consumer again
         // (which waits for JetStream to answer) and ask again.
-        let mut connections = shared.connections.clone();
+        let mut connections = shared.nats.connections.clone();
         connections.borrow_and_update();
         loop {
             // Ask only for as many requests as there is room to run, so none waits unacked
@@ -89,17 +96,17 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             // on, and it would be kept from other replicas meanwhile.
             let first = tokio::select! {
                 _ = cancel.cancelled() => break 'outer,
-                _ = shared.log.failed() => break 'outer,
+                _ = shared.w.log.failed() => break 'outer,
                 p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
             };
-            if shared.log.fault().is_some() {
+            if shared.w.log.fault().is_some() {
                 break 'outer;
             }
             if connections.has_changed().unwrap_or(false) {
                 continue 'outer;
             }
             let room = 1 + permits.available_permits();
-            let expires = Duration::from_secs(shared.work.pull_expires_secs.max(1));
+            let expires = Duration::from_secs(shared.w.work.pull_expires_secs.max(1));
             let mut batch = match pull(&consumer, room, expires).await {
                 Ok(b) => b,
                 Err(e) => {
@@ -120,7 +127,7 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 } else {
                     let next = tokio::select! {
                         _ = cancel.cancelled() => break 'outer,
-                        _ = shared.log.failed() => {
+                        _ = shared.w.log.failed() => {
                             hand_back_pulled(&shared, batch, &cancel).await;
                             break 'outer;
                         }
@@ -179,7 +186,7 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 // Kept alive from here until the run ends, the wait for the reservation turn
                 // included: behind a turn that is slow (a leader election, a reconnect), a
                 // request must not run out of deliveries while this replica holds it.
-                let ack_wait = Duration::from_secs(shared.work.ack_wait_secs.max(1));
+                let ack_wait = Duration::from_secs(shared.w.work.ack_wait_secs.max(1));
                 let alive = KeepAlive::start(delivery.clone(), ack_wait);
                 let _ = taken.send(Taken {
                     req,
@@ -191,7 +198,7 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             }
         }
     }
-    if let Some(fault) = shared.log.fault() {
+    if let Some(fault) = shared.w.log.fault() {
         tracing::error!(
             %fault,
             "the event log failed: this replica takes no more requests and hands back those \
@@ -205,7 +212,7 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
 
 /// Hands back, unread, whatever the pull open when the log failed still brings, until it
 /// ends (at the latest after `PULL_EXPIRES_SECS`).
-async fn hand_back_pulled(shared: &Shared, mut batch: Batch, cancel: &CancellationToken) {
+async fn hand_back_pulled(shared: &Intake, mut batch: Batch, cancel: &CancellationToken) {
     loop {
         let next = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -274,14 +281,14 @@ impl Drop for KeepAlive {
 /// Gives each taken request, in the order taken, its reservation turn, and runs it. Ends
 /// once the pull loop is gone and every task has finished.
 async fn dispatch(
-    shared: Arc<Shared>,
+    shared: Arc<Intake>,
     mut queue: mpsc::UnboundedReceiver<Taken>,
     cancel: CancellationToken,
 ) {
     let mut tasks = JoinSet::new();
     while let Some(taken) = queue.recv().await {
         while tasks.try_join_next().is_some() {}
-        if cancel.is_cancelled() || shared.log.fault().is_some() {
+        if cancel.is_cancelled() || shared.w.log.fault().is_some() {
             // Stopping, or nothing can be logged: hand back what has not started, for
             // another replica or the next start.
             let Taken {
@@ -292,7 +299,7 @@ async fn dispatch(
             } = taken;
             alive.stop().await;
             held.release(&delivery);
-            let how = match shared.log.fault() {
+            let how = match shared.w.log.fault() {
                 Some(_) => {
                     tracing::info!(task_id = %delivery.task, "handing back a request not started: the event log failed");
                     hand_back(&shared)
@@ -302,8 +309,8 @@ async fn dispatch(
             let _ = delivery.current().ack_with(how).await;
             continue;
         }
-        let turn = shared.reserve_turn.clone().lock_owned().await;
-        if shared.log.fault().is_some() {
+        let turn = shared.w.ledger.take_turn().await;
+        if shared.w.log.fault().is_some() {
             // Failed while this request waited for its turn: not run (a reservation it
             // published could not be logged).
             let Taken {
@@ -348,9 +355,9 @@ async fn dispatch(
 /// Opens the durable consumer, made to match this replica's settings: one made earlier with
 /// other settings (an older ACK_WAIT_SECS or MAX_DELIVER) is updated, and the change logged.
 /// Every replica should run with the same settings; the last to open it wins.
-async fn open(shared: &Shared) -> anyhow::Result<PullConsumer> {
-    let stream = shared.js.get_stream_no_info(subjects::STREAM).await?;
-    let wanted = consumer_config(shared);
+async fn open(shared: &Intake) -> anyhow::Result<PullConsumer> {
+    let stream = shared.nats.js.get_stream_no_info(subjects::STREAM).await?;
+    let wanted = consumer_config(&shared.w.work);
     let consumer: PullConsumer = stream
         .get_or_create_consumer(subjects::GENERATOR_CONSUMER, wanted.clone())
         .await?;
@@ -530,9 +537,9 @@ fn decode(msg: &Message) -> Decoded {
 
 /// Ends the task of a message that is not a valid request in FAILURE (`invalid_request`), so
 /// it does not stay PENDING for ever.
-async fn refuse(shared: &Shared, msg: &Message, invalid: &GenerateRequested, message: String) {
+async fn refuse(shared: &Intake, msg: &Message, invalid: &GenerateRequested, message: String) {
     tracing::warn!(subject = %msg.subject, %message, "refusing a message that is not a valid request");
-    let answered = match shared.log.task_entries(invalid.task_id) {
+    let answered = match shared.w.log.task_entries(invalid.task_id) {
         Ok(logged)
             if logged
                 .iter()
@@ -540,7 +547,7 @@ async fn refuse(shared: &Shared, msg: &Message, invalid: &GenerateRequested, mes
         {
             Ok(())
         }
-        Ok(_) => task::fail(shared, invalid, codes::INVALID_REQUEST, message)
+        Ok(_) => task::fail(&shared.w, invalid, codes::INVALID_REQUEST, message)
             .await
             .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
@@ -559,7 +566,7 @@ async fn refuse(shared: &Shared, msg: &Message, invalid: &GenerateRequested, mes
 }
 
 async fn handle(
-    shared: &Shared,
+    shared: &Intake,
     req: GenerateRequested,
     delivery: &Delivery,
     alive: KeepAlive,
@@ -589,7 +596,7 @@ async fn handle(
     drop(msg);
     async {
         let started = Instant::now();
-        let running = Running::start(&shared.running);
+        let running = shared.w.ledger.task_started();
         let result = run_retrying(shared, &req, turn, delivered > 1, cancel).await;
         // Its events are out (but for the failure of a last delivery, which `finish` may
         // still publish: a chained completion of another task then only goes out twice).
@@ -603,27 +610,11 @@ async fn handle(
     .await;
 }
 
-/// Counts a task in `Shared::running` while it lives (a panic included).
-struct Running<'a>(&'a AtomicUsize);
-
-impl<'a> Running<'a> {
-    fn start(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        Running(count)
-    }
-}
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Runs the task, trying again in place while NATS is unreachable or slow (a restart, a
 /// leader election): such failures say nothing about the request, so they do not spend its
 /// deliveries. Other failures, and transient ones lasting over `RETRY_FOR`, are returned.
 async fn run_retrying(
-    shared: &Shared,
+    shared: &Intake,
     req: &GenerateRequested,
     turn: Turn,
     redelivered: bool,
@@ -635,17 +626,17 @@ async fn run_retrying(
     loop {
         let turn = match turn.take() {
             Some(t) => t,
-            None => shared.reserve_turn.clone().lock_owned().await,
+            None => shared.w.ledger.take_turn().await,
         };
-        match task::run(shared, req, turn, redelivered, cancel).await {
+        match task::run(&shared.w, req, turn, redelivered, cancel).await {
             // Not with a failed log: the request goes to another replica instead.
             Err(e)
-                if e.is_transient() && shared.log.fault().is_none() && Instant::now() < until =>
+                if e.is_transient() && shared.w.log.fault().is_none() && Instant::now() < until =>
             {
                 tracing::warn!(task_id = %req.task_id, error = %e, retry_in = ?delay, "task interrupted, trying again");
                 tokio::select! {
                     _ = cancel.cancelled() => return Err(TaskError::Stopped),
-                    _ = shared.log.failed() => return Err(e),
+                    _ = shared.w.log.failed() => return Err(e),
                     _ = tokio::time::sleep(delay) => {}
                 }
                 delay = (delay * 2).min(Duration::from_secs(2));
@@ -656,7 +647,7 @@ async fn run_retrying(
 }
 
 async fn finish(
-    shared: &Shared,
+    shared: &Intake,
     req: &GenerateRequested,
     msg: &Message,
     delivered: i64,
@@ -672,7 +663,7 @@ async fn finish(
         // Whatever the error, once the log has failed: the replica's fault, not the
         // request's. Not retried here, no FAILURE recorded (it could not be logged first,
         // and the task has not failed); another replica takes the request.
-        Err(e) if shared.log.fault().is_some() => {
+        Err(e) if shared.w.log.fault().is_some() => {
             tracing::warn!(task_id = %req.task_id, delivered, error = %e, "handing the request back: the event log failed");
             alive.stop().await;
             let _ = msg.ack_with(hand_back(shared)).await;
@@ -684,7 +675,7 @@ async fn finish(
             let _ = msg.ack_with(AckKind::Nak(None)).await;
             return;
         }
-        Err(e) if delivered < shared.work.max_deliver => {
+        Err(e) if delivered < shared.w.work.max_deliver => {
             tracing::warn!(task_id = %req.task_id, delivered, error = %e, "task failed, will retry");
             let backoff = Duration::from_millis(200 * delivered.max(1) as u64);
             alive.stop().await;
@@ -694,7 +685,7 @@ async fn finish(
         Err(e) => {
             tracing::error!(task_id = %req.task_id, delivered, error = %e, "task failed on its last delivery");
             let message = format!("gave up after {delivered} deliveries: {e}");
-            if let Err(e) = task::fail(shared, req, codes::INTERNAL, message).await {
+            if let Err(e) = task::fail(&shared.w, req, codes::INTERNAL, message).await {
                 tracing::error!(task_id = %req.task_id, error = %e, "cannot record the failure");
                 return;
             }

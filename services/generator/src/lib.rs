@@ -9,93 +9,65 @@
 mod admin;
 pub mod config;
 mod exhausted;
-mod follower;
 mod intake;
+mod ledger;
 pub mod log;
 mod outbox;
 mod reserve;
+mod stream;
 mod task;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use async_nats::jetstream;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use common::ledger::{Ledger, Range, Reservation};
-
-use crate::config::{Config, WorkConfig};
-use crate::log::{EventLog, SavedLedger, StoredRange};
+use crate::config::Config;
+use crate::ledger::Ledger;
+use crate::log::{EventLog, StoredRange};
+use crate::stream::JetStream;
+use crate::task::Worker;
 
 pub const SOURCE: &str = "/sn/generator";
 
-/// What every part of the generator shares.
-pub(crate) struct Shared {
-    pub js: jetstream::Context,
+/// The connection to NATS, for what reads deliveries rather than stored messages.
+#[derive(Clone)]
+pub(crate) struct Nats {
     pub client: async_nats::Client,
+    pub js: jetstream::Context,
     /// Changes when the client reconnects (see `common::nats::Connections`).
     pub connections: common::nats::Connections,
-    pub log: EventLog,
-    pub ledger: RwLock<Ledger>,
-    /// Stream sequence the ledger follower has folded up to.
-    pub ledger_pos: watch::Sender<u64>,
-    pub ledger_ready: AtomicBool,
-    /// The stream lacks reservations the log holds: this replica issues nothing.
-    pub refusing: AtomicBool,
-    /// Raised when a reservation waited too long for the follower: it recreates its consumer
-    /// (one lost with a cluster node delivers nothing and reports nothing).
-    pub follower_stalled: tokio::sync::Notify,
-    /// The stream has one replica: its compare-and-set is checked and stored under one lock,
-    /// so an accepted reservation is granted at once (see `reserve`).
-    /// Read again whenever the follower (re)starts, so a stream edited to more replicas is
-    /// noticed.
-    pub single_replica: AtomicBool,
-    /// This replica's turn to reserve: taken by the intake loop in delivery order (tokio's
-    /// mutex is FIFO) and released once the task has its range, so one replica reserves in
-    /// the order requests arrived. Replicas are serialised by JetStream's compare-and-set.
-    pub reserve_turn: Arc<tokio::sync::Mutex<()>>,
-    /// Tasks running on this replica, from their reservation turn until their events are
-    /// out (not while their request is being acknowledged).
-    pub running: AtomicUsize,
-    pub max_count: u64,
-    pub work: WorkConfig,
-    /// The master keys of random-order models (`SERIAL_KEY`).
-    pub keys: common::serial::Keyring,
 }
 
-impl Shared {
-    /// Whether this replica takes work; if not, why (what `/readyz` answers).
-    pub fn readiness(&self) -> Result<(), String> {
-        if let Some(fault) = self.log.fault() {
-            return Err(format!(
-                "the event log failed ({fault}): this replica takes no work until it is \
-                 restarted on a working disk"
-            ));
-        }
-        if self.refusing.load(Ordering::Relaxed) {
-            return Err("the stream lacks reservations this replica's log holds".into());
-        }
-        if !self.ledger_ready.load(Ordering::Relaxed) {
-            return Err("the ledger has not caught up with the stream yet".into());
-        }
-        if self.client.connection_state() != async_nats::connection::State::Connected {
-            return Err("not connected to NATS".into());
-        }
-        Ok(())
+/// Whether this replica takes work; if not, why (what `/readyz` answers).
+pub(crate) fn readiness(
+    log: &EventLog,
+    ledger: &Ledger,
+    client: &async_nats::Client,
+) -> Result<(), String> {
+    if let Some(fault) = log.fault() {
+        return Err(format!(
+            "the event log failed ({fault}): this replica takes no work until it is \
+             restarted on a working disk"
+        ));
     }
+    ledger.readiness()?;
+    if client.connection_state() != async_nats::connection::State::Connected {
+        return Err("not connected to NATS".into());
+    }
+    Ok(())
 }
 
 pub struct Application {
-    shared: Arc<Shared>,
+    worker: Worker,
+    nats: Nats,
     admin: tokio::net::TcpListener,
     shutdown: CancellationToken,
     /// Ranges the log held that must be found in the stream before this replica issues
-    /// anything: set when its snapshot was folded from another stream than the one found at
-    /// start, now or at an earlier start (see `verify_saved_ranges`).
+    /// anything (see `ledger::verify_saved_ranges`).
     unverified: Option<Vec<(String, StoredRange)>>,
 }
 
@@ -120,58 +92,36 @@ impl Application {
             common::nats::ensure_stream_retrying(&js, config.nats.stream(), &shutdown).await?;
         drop(starting);
         let info = stream.cached_info();
-        let replicas = info.config.num_replicas;
-        let created = info.created.unix_timestamp_nanos();
-        let last_seq = info.state.last_sequence;
-
-        let saved = log.load_ledger()?;
-        // Reservations set aside at an earlier start, still to be found in the stream.
-        let mut unverified = log.quarantined()?;
-        let (ledger, pos) = match trusted(&saved, created, last_seq) {
-            Ok(()) => {
-                if saved.stream.is_none() {
-                    log.save_stream(created)?;
-                }
-                (fold_saved(&saved), saved.position)
-            }
-            Err(why) => {
-                tracing::warn!(
-                    saved_position = saved.position,
-                    stream_last_sequence = last_seq,
-                    "the log's ledger snapshot was folded from {why}: folding the stream from \
-                     its start, and checking that it holds the {} saved reservations",
-                    saved.ranges.len()
-                );
-                log.quarantine_ledger(&saved, created)?;
-                unverified.extend(saved.ranges);
-                (Ledger::planning(), 0)
-            }
-        };
-        let unverified = (!unverified.is_empty()).then_some(unverified);
-        let shared = Arc::new(Shared {
-            js,
-            client,
-            connections,
+        let restored = ledger::restore(
+            &log,
+            info.created.unix_timestamp_nanos(),
+            info.state.last_sequence,
+        )?;
+        let ledger = Ledger::new(
+            restored.fold,
+            restored.position,
+            info.config.num_replicas <= 1,
+        );
+        admin::init_metrics();
+        metrics::gauge!("sn_ledger_saved_position").set(restored.position as f64);
+        let worker = Worker {
             log,
-            ledger: RwLock::new(ledger),
-            ledger_pos: watch::Sender::new(pos),
-            ledger_ready: AtomicBool::new(false),
-            refusing: AtomicBool::new(false),
-            follower_stalled: tokio::sync::Notify::new(),
-            single_replica: AtomicBool::new(replicas <= 1),
-            reserve_turn: Arc::new(tokio::sync::Mutex::new(())),
-            running: AtomicUsize::new(0),
+            ledger: Arc::new(ledger),
+            stream: Arc::new(JetStream(js.clone())),
+            keys: Arc::new(keys),
             max_count: config.max_count,
             work: config.work,
-            keys,
-        });
-        admin::init_metrics();
-        metrics::gauge!("sn_ledger_saved_position").set(pos as f64);
+        };
         Ok(Application {
-            shared,
+            worker,
+            nats: Nats {
+                client,
+                js,
+                connections,
+            },
             admin,
             shutdown,
-            unverified,
+            unverified: restored.unverified,
         })
     }
 
@@ -185,16 +135,34 @@ impl Application {
     /// requests until shutdown.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Application {
-            shared,
+            worker,
+            nats,
             admin,
             shutdown,
             unverified,
         } = self;
-        let admin = tokio::spawn(admin::serve(admin, shared.clone(), shutdown.clone()));
-        let follower = tokio::spawn(follower::run(shared.clone(), shutdown.clone()));
-        let exhausted = tokio::spawn(exhausted::run(shared.clone(), shutdown.clone()));
+        let health = admin::Health {
+            log: worker.log.clone(),
+            ledger: worker.ledger.clone(),
+            client: nats.client.clone(),
+        };
+        let admin = tokio::spawn(admin::serve(admin, health, shutdown.clone()));
+        let follower = ledger::follow::Follower {
+            ledger: worker.ledger.clone(),
+            log: worker.log.clone(),
+            js: nats.js.clone(),
+            connections: nats.connections.clone(),
+        };
+        let follower = tokio::spawn(ledger::follow::run(follower, shutdown.clone()));
+        let exhausted = tokio::spawn(exhausted::run(
+            worker.clone(),
+            nats.client.clone(),
+            shutdown.clone(),
+        ));
         let verified = match unverified {
-            Some(saved) => verify_saved_ranges(&shared, &shutdown, &saved).await,
+            Some(saved) => {
+                ledger::verify_saved_ranges(&worker.ledger, &worker.log, &shutdown, &saved).await
+            }
             None => true,
         };
         if !verified {
@@ -203,119 +171,28 @@ impl Application {
             admin.await.ok();
             return Ok(());
         }
-        if let Err(e) = outbox::republish_pending(&shared, &shutdown).await {
+        let republished = outbox::republish_pending(
+            &*worker.stream,
+            &worker.log,
+            worker.work.max_inflight,
+            &shutdown,
+        )
+        .await;
+        if let Err(e) = republished {
             // Not fatal: each of those tasks is still unacknowledged, so its request comes
             // back and the task path republishes its pending entries.
             tracing::warn!(error = %e, "cannot republish pending events yet");
         }
-        intake::run(shared.clone(), shutdown.clone()).await;
+        intake::run(worker.clone(), nats, shutdown.clone()).await;
         follower.await.ok();
         exhausted.await.ok();
         admin.await.ok();
-        if let Some(fault) = shared.log.fault() {
+        if let Some(fault) = worker.log.fault() {
             anyhow::bail!("stopped with a failed event log: {fault}");
         }
-        shared.log.flush().await?;
+        worker.log.flush().await?;
         Ok(())
     }
-}
-
-/// Whether the ledger snapshot can be trusted for the stream found at start (created at
-/// `created`, Unix nanoseconds, holding messages up to `last_seq`); else what it was folded
-/// from instead.
-fn trusted(saved: &SavedLedger, created: i128, last_seq: u64) -> Result<(), &'static str> {
-    match saved.stream {
-        Some(s) if s != created => Err("another stream (SN was deleted and made again)"),
-        None if saved.position > 0 => Err("a stream it did not record"),
-        _ if saved.position > last_seq => {
-            Err("a longer stream (SN lost messages, or was made again)")
-        }
-        _ => Ok(()),
-    }
-}
-
-/// The ledger the snapshot holds: schemes in the order they were fixed, then the ranges.
-fn fold_saved(saved: &SavedLedger) -> Ledger {
-    let mut ledger = Ledger::planning();
-    let mut schemes: Vec<_> = saved.schemes.iter().collect();
-    schemes.sort_by_key(|s| s.seq);
-    for s in schemes {
-        ledger.declare(&s.model, s.seq, s.scheme);
-    }
-    for (model, r) in &saved.ranges {
-        ledger.reserve(
-            model,
-            r.seq,
-            Reservation {
-                range: Range {
-                    first: r.first,
-                    last: r.last,
-                    task: r.task,
-                },
-                scheme: ledger.scheme(model),
-                automatic: r.automatic,
-            },
-        );
-    }
-    ledger
-}
-
-/// When the ledger snapshot came from another stream (now or at an earlier start): waits
-/// until the stream is folded, then checks that it holds every reservation set aside. If it
-/// does, they are forgotten; if not, the stream lost reservations that were issued, and
-/// issuing from it could issue them again, so this replica refuses to work (not ready), at
-/// this start and every later one, until an operator restores the stream or moves the log
-/// away. False when it must not work.
-async fn verify_saved_ranges(
-    shared: &Shared,
-    shutdown: &CancellationToken,
-    saved: &[(String, StoredRange)],
-) -> bool {
-    let mut pos = shared.ledger_pos.subscribe();
-    loop {
-        if shared.ledger_ready.load(Ordering::Relaxed) {
-            break;
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return false,
-            _ = pos.changed() => {}
-            _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
-        }
-    }
-    let missing: Vec<_> = {
-        let ledger = shared.ledger.read().expect("ledger lock poisoned");
-        saved
-            .iter()
-            .filter(|(model, r)| {
-                ledger.held(model, r.task)
-                    != Some(Range {
-                        first: r.first,
-                        last: r.last,
-                        task: r.task,
-                    })
-            })
-            .collect()
-    };
-    if let Some((model, r)) = missing.first() {
-        shared.refusing.store(true, Ordering::Relaxed);
-        tracing::error!(
-            missing = missing.len(),
-            example = %format!("model {model}: {}..={} of task {}", r.first, r.last, r.task),
-            "the stream SN lacks reservations this generator's log holds: serials issued \
-             before could be issued again, so this replica issues nothing. Restore SN from a \
-             backup, or, if its serials were never used, move this DATA_DIR away and restart"
-        );
-        shutdown.cancelled().await;
-        return false;
-    }
-    if let Err(e) = shared.log.release_quarantine() {
-        tracing::warn!(error = %e, "cannot forget the checked reservations; checked again at the next start");
-    }
-    tracing::info!(
-        reservations = saved.len(),
-        "the stream holds every reservation the log's snapshot held"
-    );
-    true
 }
 
 /// `generator log`: the event log as NDJSON, one CloudEvent per line, in log order.
@@ -355,59 +232,4 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_ledger_snapshot_is_trusted_only_for_its_own_stream() {
-        let saved = |stream, position| SavedLedger {
-            stream,
-            position,
-            ..SavedLedger::default()
-        };
-        assert!(trusted(&saved(Some(7), 40), 7, 40).is_ok());
-        assert!(trusted(&saved(Some(7), 40), 7, 90).is_ok());
-        // A log that never recorded its stream: checked, unless it holds nothing.
-        assert!(trusted(&saved(None, 40), 7, 40).is_err());
-        assert!(trusted(&saved(None, 0), 7, 0).is_ok());
-        // Made again, or lost its tail.
-        assert!(trusted(&saved(Some(7), 40), 8, 90).is_err());
-        assert!(trusted(&saved(Some(7), 40), 7, 39).is_err());
-        assert!(trusted(&saved(None, 40), 7, 39).is_err());
-    }
-
-    #[test]
-    fn a_saved_ledger_folds_back_with_its_schemes_and_cursor() {
-        let task = uuid::Uuid::new_v4();
-        let saved = SavedLedger {
-            ranges: vec![(
-                "0111".into(),
-                StoredRange {
-                    first: 1,
-                    last: 10,
-                    task,
-                    seq: 4,
-                    automatic: true,
-                },
-            )],
-            schemes: vec![log::StoredScheme {
-                model: "0111".into(),
-                scheme: common::Format {
-                    width: 9,
-                    check_digit: common::CheckDigit::None,
-                    ..common::Format::default()
-                },
-                seq: 4,
-            }],
-            position: 4,
-            stream: Some(1),
-        };
-        let ledger = fold_saved(&saved);
-        assert_eq!(ledger.scheme("0111").map(|s| s.width), Some(9));
-        assert_eq!(ledger.held("0111", task).map(|r| r.last), Some(10));
-        assert_eq!(ledger.cursor("0111"), 10);
-    }
 }

@@ -32,13 +32,13 @@
 //! and [`EventLog::failed`] tells the replica, which stops taking work (see `intake`).
 
 use std::num::{NonZeroU32, NonZeroU64};
-use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use common::events::write_serials;
+use common::ledger::Range;
 use common::request::valid_model;
 use common::serial::ff1::MAX_DIGITS;
 use common::serial::{CheckDigit, Format, Order, SerialFormatter, MAX_WIDTH};
@@ -106,7 +106,7 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SerialsAt {
     /// The bytes between the event's `"serials":[` and `]`.
-    pub bytes: Range<usize>,
+    pub bytes: std::ops::Range<usize>,
     pub code_model: String,
     pub format: Format,
     pub first: u64,
@@ -353,12 +353,11 @@ fn write_images(
     Some(())
 }
 
-/// A reservation as the ledger snapshot keeps it.
+/// A reservation as the ledger snapshot keeps it: the range, where in the stream it was
+/// reserved, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredRange {
-    pub first: u64,
-    pub last: u64,
-    pub task: Uuid,
+    pub range: Range,
     /// Stream sequence of the reservation event.
     pub seq: u64,
     /// Reserved for a request without a first number.
@@ -400,10 +399,10 @@ fn ledger_kv(model: &str, r: &StoredRange) -> (Vec<u8>, [u8; 33]) {
     k.push(LEDGER);
     k.extend_from_slice(model.as_bytes());
     k.push(0);
-    k.extend_from_slice(&r.first.to_be_bytes());
+    k.extend_from_slice(&r.range.first.to_be_bytes());
     let mut v = [0u8; 33];
-    v[..8].copy_from_slice(&r.last.to_be_bytes());
-    v[8..24].copy_from_slice(r.task.as_bytes());
+    v[..8].copy_from_slice(&r.range.last.to_be_bytes());
+    v[8..24].copy_from_slice(r.range.task.as_bytes());
     v[24..32].copy_from_slice(&r.seq.to_be_bytes());
     v[32] = u8::from(r.automatic);
     (k, v)
@@ -422,9 +421,11 @@ fn range_of(k: &[u8], v: &[u8]) -> Result<(String, StoredRange), LogError> {
     let last = u64::from_be_bytes(v[..8].try_into().map_err(|_| corrupt())?);
     let task = Uuid::from_slice(&v[8..24]).map_err(|_| corrupt())?;
     let range = StoredRange {
-        first: seq_of(k),
-        last,
-        task,
+        range: Range {
+            first: seq_of(k),
+            last,
+            task,
+        },
         seq: seq_of(&v[..32]),
         automatic: v.get(32).is_none_or(|&b| b != 0),
     };
@@ -1284,16 +1285,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = EventLog::open(dir.path()).unwrap();
         let r = StoredRange {
-            first: 1,
-            last: 10,
-            task: Uuid::new_v4(),
+            range: Range {
+                first: 1,
+                last: 10,
+                task: Uuid::new_v4(),
+            },
             seq: 3,
             automatic: true,
         };
         let s = StoredRange {
-            first: 11,
-            last: 20,
-            task: Uuid::new_v4(),
+            range: Range {
+                first: 11,
+                last: 20,
+                task: Uuid::new_v4(),
+            },
             seq: 7,
             automatic: false,
         };
@@ -1357,7 +1362,10 @@ mod tests {
         assert_eq!(log.quarantined().unwrap(), [("0111".to_string(), r)]);
         // A new stream's range at the same first number does not hide the old one.
         let other = StoredRange {
-            task: Uuid::new_v4(),
+            range: Range {
+                task: Uuid::new_v4(),
+                ..r.range
+            },
             ..r
         };
         log.save_ledger(&[("0111".into(), other)], &[], Some(3))
@@ -1403,9 +1411,11 @@ mod tests {
     /// Numbers 1 to 10 reserved for `task` at stream sequence 5.
     fn first_ten(task: Uuid) -> StoredRange {
         StoredRange {
-            first: 1,
-            last: 10,
-            task,
+            range: Range {
+                first: 1,
+                last: 10,
+                task,
+            },
             seq: 5,
             automatic: true,
         }
@@ -1472,9 +1482,11 @@ mod tests {
             (
                 "A_b".to_string(),
                 StoredRange {
-                    first: 1,
-                    last: 2,
-                    task: Uuid::new_v4(),
+                    range: Range {
+                        first: 1,
+                        last: 2,
+                        task: Uuid::new_v4(),
+                    },
                     seq: 7,
                     automatic: false,
                 },

@@ -4,61 +4,41 @@
 
 use std::collections::VecDeque;
 
-use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
-use crate::log::{Entry, LogError};
-use crate::Shared;
+use crate::log::{Entry, EventLog, LogError};
+use crate::stream::{Ack, Expect, PublishError, Refusal, Stream};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
-    #[error("cannot publish {subject}: {message}")]
+    #[error("cannot publish {subject}: {source}")]
     Publish {
         subject: String,
-        message: String,
-        transient: bool,
+        #[source]
+        source: PublishError,
     },
     #[error(transparent)]
     Log(#[from] LogError),
 }
 
 impl OutboxError {
-    fn publish(subject: String, e: &PublishError) -> Self {
+    fn publish(subject: String, source: PublishError) -> Self {
         metrics::counter!("sn_publish_retries_total").increment(1);
-        OutboxError::Publish {
-            subject,
-            message: e.to_string(),
-            transient: transient(e.kind()),
-        }
+        OutboxError::Publish { subject, source }
     }
 
     /// Whether trying again later may work: NATS was unreachable or slow, not refusing.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            OutboxError::Publish {
-                transient: true,
-                ..
-            }
-        )
+        matches!(self, OutboxError::Publish { source, .. } if source.is_transient())
     }
 }
 
-/// Publish failures that come from the connection or a stream between leaders (no answer, no
-/// responders), as opposed to a refusal that repeats on every try (payload too large).
-pub fn transient(kind: PublishErrorKind) -> bool {
-    matches!(
-        kind,
-        PublishErrorKind::TimedOut
-            | PublishErrorKind::BrokenPipe
-            | PublishErrorKind::StreamNotFound
-            | PublishErrorKind::MaxAckPending
-    )
-}
-
 pub struct Outbox<'a> {
-    shared: &'a Shared,
+    stream: &'a dyn Stream,
+    log: &'a EventLog,
+    /// Publishes awaiting their ack at once, at most.
+    max_inflight: usize,
     inflight: VecDeque<Inflight>,
     acked: Vec<u64>,
 }
@@ -68,7 +48,7 @@ struct Inflight {
     seq: u64,
     subject: String,
     id: String,
-    ack: PublishAckFuture,
+    ack: Ack,
     /// Sent on the condition that the entry before it was the stream's last message (see
     /// [`Outbox::send_following`]): the entry, to publish again plainly if that failed.
     chained: Option<Entry>,
@@ -80,9 +60,11 @@ fn ends_task(subject: &str) -> bool {
 }
 
 impl<'a> Outbox<'a> {
-    pub fn new(shared: &'a Shared) -> Self {
+    pub fn new(stream: &'a dyn Stream, log: &'a EventLog, max_inflight: usize) -> Self {
         Outbox {
-            shared,
+            stream,
+            log,
+            max_inflight: max_inflight.max(1),
             inflight: VecDeque::new(),
             acked: Vec::new(),
         }
@@ -115,7 +97,7 @@ impl<'a> Outbox<'a> {
     }
 
     async fn make_room(&mut self) -> Result<(), OutboxError> {
-        while self.inflight.len() >= self.shared.work.max_inflight.max(1) {
+        while self.inflight.len() >= self.max_inflight {
             self.settle_one().await?;
         }
         Ok(())
@@ -127,16 +109,20 @@ impl<'a> Outbox<'a> {
         entry: &Entry,
         previous: Option<&str>,
     ) -> Result<(), OutboxError> {
-        let mut publish = common::nats::event_publish(&entry.id, entry.payload.clone(), None);
-        if let Some(previous) = previous {
-            publish = publish.expected_last_message_id(previous);
-        }
+        let expect = match previous {
+            Some(previous) => Expect::LastMessageId(previous),
+            None => Expect::Nothing,
+        };
         let ack = self
-            .shared
-            .js
-            .send_publish(entry.subject.clone(), publish)
+            .stream
+            .publish(
+                entry.subject.clone(),
+                &entry.id,
+                entry.payload.clone(),
+                expect,
+            )
             .await
-            .map_err(|e| OutboxError::publish(entry.subject.clone(), &e))?;
+            .map_err(|e| OutboxError::publish(entry.subject.clone(), e))?;
         self.inflight.push_back(Inflight {
             seq,
             subject: entry.subject.clone(),
@@ -160,18 +146,16 @@ impl<'a> Outbox<'a> {
             }
             // Something else came between: every earlier ack is in (they settle in order),
             // so the entry it followed is stored and it may go out plainly.
-            Err(e)
-                if e.kind() == PublishErrorKind::WrongLastMessageId && sent.chained.is_some() =>
-            {
+            Err(e) if e.refusal == Refusal::WrongLastMessageId && sent.chained.is_some() => {
                 metrics::counter!("sn_chained_publishes_total", "outcome" => "again").increment(1);
                 let entry = sent.chained.expect("checked above");
                 return self.publish(sent.seq, &entry, None).await;
             }
-            Err(e) => return Err(OutboxError::publish(sent.subject, &e)),
+            Err(e) => return Err(OutboxError::publish(sent.subject, e)),
         }
         self.acked.push(sent.seq);
         if self.acked.len() >= 32 {
-            self.shared.log.mark_published(&self.acked)?;
+            self.log.mark_published(&self.acked)?;
             self.acked.clear();
         }
         Ok(())
@@ -190,7 +174,7 @@ impl<'a> Outbox<'a> {
     #[instrument(name = "publish acks", skip_all)]
     pub async fn drain(&mut self) -> Result<(), OutboxError> {
         self.settle().await?;
-        self.shared.log.mark_published(&self.acked)?;
+        self.log.mark_published(&self.acked)?;
         self.acked.clear();
         Ok(())
     }
@@ -198,8 +182,13 @@ impl<'a> Outbox<'a> {
 
 /// Publishes every entry logged but never acknowledged (a crash between flush and ack).
 #[instrument(name = "republish pending", skip_all, fields(entries))]
-pub async fn republish_pending(shared: &Shared, cancel: &CancellationToken) -> anyhow::Result<()> {
-    let pending = shared.log.pending()?;
+pub async fn republish_pending(
+    stream: &dyn Stream,
+    log: &EventLog,
+    max_inflight: usize,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    let pending = log.pending()?;
     tracing::Span::current().record("entries", pending.len());
     if pending.is_empty() {
         return Ok(());
@@ -208,7 +197,7 @@ pub async fn republish_pending(shared: &Shared, cancel: &CancellationToken) -> a
         entries = pending.len(),
         "republishing events logged before the last stop"
     );
-    let mut outbox = Outbox::new(shared);
+    let mut outbox = Outbox::new(stream, log, max_inflight);
     for (seq, entry) in &pending {
         if cancel.is_cancelled() {
             break;
