@@ -3,8 +3,10 @@
 //! Writes go out as `GenerateRequested` events (`intake`); every read is served from views
 //! folded from the `SN` stream (`projection`). `broker` is the only door to NATS.
 
+pub mod api;
 pub mod broker;
 pub mod config;
+pub mod download;
 mod error;
 mod extract;
 mod http;
@@ -84,11 +86,12 @@ impl Application {
         http::init_metrics();
         let state = AppState {
             projection: Arc::new(Projection::default()),
-            broker: Arc::new(NatsBroker {
-                deadline: std::time::Duration::from_secs(config.publish_deadline_secs),
+            broker: Arc::new(NatsBroker::new(
                 client,
-                js: js.clone(),
-            }),
+                js.clone(),
+                std::time::Duration::from_secs(config.publish_deadline_secs),
+            )
+            .await?),
             api_token: api_token.map(Arc::from),
             max_count: config.max_count,
             keys: Arc::new(keys),

@@ -7,7 +7,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-use crate::projection::{State, TaskError, TaskView};
+use crate::api::{State, TaskError, TaskView};
 use crate::routes;
 
 /// The serial scheme of a task's model.

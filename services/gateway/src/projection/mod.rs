@@ -1,23 +1,37 @@
 //! The gateway's read side: folds the whole `SN` stream from the start (ordered consumer),
 //! then follows it. Nothing here cannot be rebuilt from the stream.
+//!
+//! - `fold`: one task's state machine, moved by the task's events;
+//! - `views`: the tasks, the ledger and the indexes the API queries ([`Views`]);
+//! - `snapshot`: the views' stored form and the object store that keeps it, so a start folds
+//!   only what came after the latest snapshot;
+//! - `consume`: the consumer loop that feeds the events to a [`Projection`].
+//!
+//! [`Projection`] holds the views behind a lock, with the position they reflect and
+//! broadcasts of what changed, for long polls, event streams and followed downloads.
 
+mod consume;
 mod fold;
 mod snapshot;
+#[cfg(test)]
+mod testing;
+mod views;
 
-pub use fold::{State, TaskError, TaskView, Views};
+pub use consume::run;
+pub use fold::{State, Task};
 pub use snapshot::Snapshots;
+pub use views::Views;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
-use std::time::{Duration, Instant};
+use std::sync::{RwLock, RwLockReadGuard};
+use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::push::OrderedConfig, consumer::DeliverPolicy};
-use common::nats::Connections;
 use common::subjects::{self, Kind};
 use common::Event;
-use futures::StreamExt;
 use tokio::sync::{broadcast, watch};
-use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::download::{Ended, LiveBatch, Outcome, TaskFeed};
 
 /// The folded views, the stream position they reflect, a feed of changed tasks, and a feed
 /// of the generated batches as they arrive.
@@ -25,18 +39,8 @@ pub struct Projection {
     views: RwLock<Views>,
     position: watch::Sender<u64>,
     caught_up: AtomicBool,
-    changes: broadcast::Sender<uuid::Uuid>,
+    changes: broadcast::Sender<Uuid>,
     batches: broadcast::Sender<LiveBatch>,
-}
-
-/// A message of a `generated` subject as the projection received it, sent before it is
-/// folded: a followed download takes its batches from here instead of asking the stream for
-/// them again.
-#[derive(Debug, Clone)]
-pub struct LiveBatch {
-    pub seq: u64,
-    pub subject: async_nats::Subject,
-    pub payload: bytes::Bytes,
 }
 
 /// Batches the live feed keeps for a reader that has not taken them yet (each up to 256 KiB,
@@ -117,18 +121,12 @@ impl Projection {
     }
 
     /// Task ids as they change.
-    pub fn subscribe(&self) -> broadcast::Receiver<uuid::Uuid> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Uuid> {
         self.changes.subscribe()
     }
 
-    /// Messages of `generated` subjects the projection receives from now on, in stream order,
-    /// each sent before the change it makes to its task.
-    pub fn subscribe_batches(&self) -> broadcast::Receiver<LiveBatch> {
-        self.batches.subscribe()
-    }
-
     /// Hands a received message to the live batch feed if it is a batch and anyone listens.
-    fn offer(&self, seq: u64, subject: &async_nats::Subject, payload: &bytes::Bytes) {
+    pub(crate) fn offer(&self, seq: u64, subject: &async_nats::Subject, payload: &bytes::Bytes) {
         if self.batches.receiver_count() == 0 {
             return;
         }
@@ -142,135 +140,33 @@ impl Projection {
     }
 }
 
-/// How long the projection may go without an event before it checks the stream for newer ones.
-const STALL_CHECK: Duration = Duration::from_secs(3);
-
-/// Folds the stream into `projection` until `cancel`, recreating the consumer from the last
-/// folded sequence after any interruption.
-pub async fn run(
-    projection: Arc<Projection>,
-    js: jetstream::Context,
-    mut connections: Connections,
-    cancel: CancellationToken,
-) {
-    let mut delay = Duration::from_millis(100);
-    while !cancel.is_cancelled() {
-        let from = projection.position();
-        match follow(&projection, &js, &mut connections, &cancel).await {
-            Ok(()) => return,
-            Err(e) => {
-                if projection.position() > from {
-                    delay = Duration::from_millis(100);
-                }
-                tracing::warn!(error = %e, retry_in = ?delay, "projection interrupted");
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-        }
+/// What a followed download reads of the projection.
+impl TaskFeed for Projection {
+    fn changes(&self) -> broadcast::Receiver<Uuid> {
+        self.subscribe()
     }
-}
 
-async fn follow(
-    projection: &Projection,
-    js: &jetstream::Context,
-    connections: &mut Connections,
-    cancel: &CancellationToken,
-) -> anyhow::Result<()> {
-    connections.borrow_and_update();
-    let start = projection.position() + 1;
-    let stream = js.get_stream_no_info(subjects::STREAM).await?;
-    let mut consumer = stream
-        // Pushed rather than pulled, and unfiltered (the stream holds only `sn.>`): a replay
-        // then never waits for a pull request, and the server skips subject matching. Both
-        // measured about 2x faster on a replay of 1,000,000 events (BENCHMARKS.md).
-        .create_consumer(OrderedConfig {
-            deliver_subject: js.client().new_inbox(),
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: start,
-            },
-            ..Default::default()
-        })
-        .await?;
-    if consumer.info().await?.num_pending == 0 {
-        projection.set_caught_up();
+    fn batches(&self) -> broadcast::Receiver<LiveBatch> {
+        self.batches.subscribe()
     }
-    let mut messages = consumer.messages().await?;
-    let mut last_report = Instant::now();
-    let mut watchdog =
-        tokio::time::interval_at(tokio::time::Instant::now() + STALL_CHECK, STALL_CHECK);
-    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut quiet = true;
-    // The stream's last sequence at the previous quiet check, not yet reached.
-    let mut behind: Option<u64> = None;
-    loop {
-        let msg = tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            _ = connections.changed() => anyhow::bail!("reconnected to NATS"),
-            _ = watchdog.tick() => {
-                // Nothing arrived for a whole check: fine if there is nothing new. Events that
-                // were already stored at the previous quiet check and still have not arrived
-                // mean a consumer lost with its server (a cluster node gone).
-                if !std::mem::replace(&mut quiet, true) {
-                    behind = None;
-                    continue;
-                }
-                if let Some(last) = behind.filter(|&last| projection.position() < last) {
-                    anyhow::bail!("no event since {} of {last}", projection.position());
-                }
-                let last = stream.get_info().await?.state.last_sequence;
-                behind = (last > projection.position()).then_some(last);
-                continue;
-            }
-            m = messages.next() => m,
+
+    fn outcome(&self, id: Uuid) -> Outcome {
+        let views = self.views();
+        let Some(task) = views.task(&id) else {
+            return Outcome::Unknown;
         };
-        quiet = false;
-        let msg = match msg {
-            Some(m) => m?,
-            None => anyhow::bail!("projection consumer ended"),
-        };
-        let info = msg.info().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let (seq, pending) = (info.stream_sequence, info.pending);
-        // Folded already: a consumer the client recreated before its first message starts
-        // again from the stream's first event.
-        let folded = seq <= projection.position();
-        if !folded {
-            // Whether it decodes or not: a follower must see every batch the stream holds.
-            projection.offer(seq, &msg.subject, &msg.payload);
-        }
-        let decoded = (!folded).then(|| Event::from_json_without_serials(&msg.payload));
-        match decoded {
-            None => {}
-            // A task's end, once live, gets a span in the task's trace; a replay and the
-            // events in between are folded without one (no span per batch or per old event).
-            Some(Ok(event)) if projection.caught_up() && event.data.kind().is_final() => {
-                let span = tracing::info_span!(
-                    "project",
-                    otel.name = format!("process {}", msg.subject),
-                    otel.kind = "consumer",
-                    task_id = %event.task_id().unwrap_or_default(),
-                    messaging.system = "nats",
-                    messaging.operation.type = "process",
-                    messaging.destination.name = %msg.subject,
-                );
-                common::telemetry::set_parent_from(&span, msg.headers.as_ref());
-                span.in_scope(|| projection.apply(seq, &event));
-            }
-            Some(Ok(event)) => projection.apply(seq, &event),
-            Some(Err(e)) => {
-                tracing::warn!(seq, subject = %msg.subject, error = %e, "skipping an undecodable event");
-                projection.skip(seq);
-            }
-        }
-        metrics::counter!("sn_projection_events_total").increment(1);
-        if pending == 0 {
-            projection.set_caught_up();
-        }
-        if pending == 0 || last_report.elapsed() > Duration::from_secs(1) {
-            metrics::gauge!("sn_projection_lag_events").set(pending as f64);
-            last_report = Instant::now();
+        match task.state {
+            State::Pending | State::Started => Outcome::Running,
+            State::Success => Outcome::Succeeded(Ended {
+                batches: task.batches.unwrap_or(0),
+                count: task.count,
+                first_number: task.range.map(|(first, _)| first),
+            }),
+            State::Failure => Outcome::Failed(format!(
+                "task {id} ended in {}: {}",
+                task.state.as_str(),
+                task.error.as_ref().map_or("", |e| e.message.as_str())
+            )),
         }
     }
 }

@@ -65,7 +65,7 @@ pub async fn events(
                 {
                     continue;
                 }
-                serde_json::to_string(view).unwrap_or_default()
+                serde_json::to_string(&view.view()).unwrap_or_default()
             };
             let event = SseEvent::default()
                 .event("task")

@@ -1,5 +1,6 @@
 //! `GET /tasks/{id}` and `GET /tasks`, served from the projection.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -9,8 +10,9 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
+use crate::api::TaskView;
 use crate::extract::{ApiPath, ApiQuery};
-use crate::projection::{State as TaskState, TaskView};
+use crate::projection::{State as TaskState, Task};
 use crate::{ApiError, AppState};
 
 /// How long a read waits for a lagging projection before answering 404.
@@ -23,9 +25,9 @@ pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
 
 /// The task's view; when unknown, first waits (bounded) for the projection to reach the end
 /// of the stream, so an id answered 202 never reads as 404.
-pub async fn find(state: &AppState, id: Uuid) -> Result<TaskView, ApiError> {
-    if let Some(v) = state.projection.views().task(&id) {
-        return Ok(v.clone());
+pub async fn find(state: &AppState, id: Uuid) -> Result<Arc<Task>, ApiError> {
+    if let Some(task) = state.projection.views().shared(&id) {
+        return Ok(task);
     }
     let last = state
         .broker
@@ -36,8 +38,7 @@ pub async fn find(state: &AppState, id: Uuid) -> Result<TaskView, ApiError> {
     state
         .projection
         .views()
-        .task(&id)
-        .cloned()
+        .shared(&id)
         .ok_or_else(|| ApiError::NotFound(format!("no task {id}")))
 }
 
@@ -82,10 +83,10 @@ pub async fn get_task(
     let mut changes = state.projection.subscribe();
     let view = find(&state, id).await?;
     let Some(wait) = wait else {
-        return Ok(Json(view));
+        return Ok(Json(view.view()));
     };
     if view.is_final() {
-        return Ok(Json(view));
+        return Ok(Json(view.view()));
     }
     let deadline = tokio::time::Instant::now() + wait;
     loop {
@@ -94,8 +95,8 @@ pub async fn get_task(
                 .projection
                 .views()
                 .task(&id)
-                .filter(|v| v.is_final())
-                .cloned()
+                .filter(|t| t.is_final())
+                .map(Task::view)
         };
         match tokio::time::timeout_at(deadline, changes.recv()).await {
             Err(_) | Ok(Err(RecvError::Closed)) => break,
@@ -108,7 +109,7 @@ pub async fn get_task(
             }
         }
     }
-    Ok(Json(find(&state, id).await?))
+    Ok(Json(find(&state, id).await?.view()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,6 +177,7 @@ pub async fn list(
     let model = q.code_model.as_deref().filter(|m| !m.is_empty());
     let views = state.projection.views();
     let (items, next) = views.list(wanted, model, cursor, limit);
+    let items: Vec<TaskView> = items.into_iter().map(Task::view).collect();
     Ok(Json(json!({
         "items": items,
         "next_cursor": next.map(|c| c.to_string()),

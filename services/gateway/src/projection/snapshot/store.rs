@@ -1,10 +1,5 @@
-//! Snapshots of the folded views, kept in a JetStream object store next to the `SN` stream.
-//!
-//! A gateway starts from the latest snapshot and folds only the events after it, so its start
-//! does not grow with the stream's history. A snapshot is a cache: it is written from views
-//! folded from the stream, names the stream it was folded from (by creation time) and the
-//! sequence it reflects, and is ignored, with the whole stream folded instead, when it belongs
-//! to another stream, to another snapshot version, or cannot be read.
+//! The snapshot store: a JetStream object store next to the `SN` stream, holding one object
+//! (the latest snapshot), read at start and written as the views move on.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,13 +13,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt as _;
 use tokio_util::sync::CancellationToken;
 
-use super::fold::FrozenViews;
-use super::{Projection, Views};
-
-/// The body is `postcard` (compact, binary serde) of the version, the stream and the views.
-/// Bumped whenever the stored form or the meaning of a fold changes: a snapshot of another
-/// version is ignored.
-pub const VERSION: u32 = 3;
+use super::format::FrozenViews;
+use super::VERSION;
+use crate::projection::{Projection, Views};
 
 /// How often the writer checks whether enough has been folded since the last snapshot.
 const CHECK_EVERY: Duration = Duration::from_secs(5);

@@ -1,0 +1,84 @@
+//! A task as `GET /tasks/{id}`, `GET /tasks` and `GET /events` show it.
+
+use common::Format;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Celery's state names, so old clients keep working.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum State {
+    Pending,
+    Started,
+    Success,
+    Failure,
+}
+
+impl State {
+    pub fn parse(s: &str) -> Option<State> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "PENDING" => State::Pending,
+            "STARTED" => State::Started,
+            "SUCCESS" => State::Success,
+            "FAILURE" => State::Failure,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "PENDING",
+            State::Started => "STARTED",
+            State::Success => "SUCCESS",
+            State::Failure => "FAILURE",
+        }
+    }
+
+    /// SUCCESS and FAILURE never change again.
+    pub fn is_final(self) -> bool {
+        matches!(self, State::Success | State::Failure)
+    }
+}
+
+/// Why a task failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TaskError {
+    pub code: String,
+    pub message: String,
+}
+
+/// A task's view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct TaskView {
+    pub id: Uuid,
+    pub state: State,
+    pub code_model: String,
+    /// The first number: as requested, or as reserved once the generator picked it.
+    pub number: Option<u64>,
+    pub count: u64,
+    pub generated: u64,
+    pub first_serial: Option<String>,
+    pub last_serial: Option<String>,
+    pub error: Option<TaskError>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub created_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub started_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+    #[schema(value_type = crate::openapi::FormatDoc)]
+    pub format: Format,
+}
