@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
+use common::State;
 use futures::StreamExt;
 use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1;
@@ -138,9 +139,10 @@ impl Api {
             }
             let task: TaskReply =
                 serde_json::from_slice(&bytes).context("GET /tasks/{id} answer")?;
-            match task.state.as_str() {
-                "SUCCESS" => return Ok(()),
-                "FAILURE" => bail!("task {id} failed: {:?}", task.error),
+            // A state this tool does not know yet is read as unfinished.
+            match State::parse(&task.state) {
+                Some(State::Success) => return Ok(()),
+                Some(State::Failure) => bail!("task {id} failed: {:?}", task.error),
                 _ => {}
             }
             if Instant::now() > deadline {

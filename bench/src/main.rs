@@ -1,3 +1,6 @@
+//! `sn-bench`: parses the command line, runs the benchmarks until done or stopped by a
+//! signal, prints the report and optionally writes it as JSON.
+
 use clap::Parser;
 use sn_bench::config::Config;
 

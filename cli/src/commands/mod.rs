@@ -1,4 +1,5 @@
-//! One module per subcommand; `run` builds what they share and hands over.
+//! One module per subcommand; `run` builds what they share (the API client, the output
+//! mode) and calls the subcommand asked for.
 
 mod backup;
 mod generate;
