@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use common::nats::{self, Credentials, NatsError};
+use common::State;
 use reqwest::Url;
 use uuid::Uuid;
 
@@ -102,15 +104,14 @@ pub struct NatsAuthArgs {
 }
 
 impl NatsAuthArgs {
-    pub fn credentials(&self) -> Result<common::nats::Credentials, common::nats::NatsError> {
-        if self.nats_user.is_some() != self.nats_password.is_some() {
-            return Err(common::nats::NatsError::Settings(
-                "NATS_USER and NATS_PASSWORD go together".into(),
-            ));
-        }
-        common::nats::Credentials::new(
+    pub fn credentials(&self) -> Result<Credentials, NatsError> {
+        Credentials::new(
             self.nats_creds.clone(),
-            self.nats_user.clone().zip(self.nats_password.clone()),
+            nats::paired(
+                self.nats_user.clone(),
+                self.nats_password.clone(),
+                "NATS_USER and NATS_PASSWORD go together",
+            )?,
             None,
             self.nats_ca.clone(),
             None,
@@ -219,7 +220,7 @@ pub struct TaskArgs {
 pub struct TasksArgs {
     /// Only tasks in this state.
     #[arg(long, value_enum, ignore_case = true)]
-    pub state: Option<StateArg>,
+    pub state: Option<State>,
     /// Only tasks of this model.
     #[arg(long, value_name = "CODE")]
     pub model: Option<String>,
@@ -229,26 +230,6 @@ pub struct TasksArgs {
     /// Page to show: the cursor a previous page printed.
     #[arg(long)]
     pub cursor: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-#[value(rename_all = "UPPERCASE")]
-pub enum StateArg {
-    Pending,
-    Started,
-    Success,
-    Failure,
-}
-
-impl StateArg {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StateArg::Pending => "PENDING",
-            StateArg::Started => "STARTED",
-            StateArg::Success => "SUCCESS",
-            StateArg::Failure => "FAILURE",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -312,6 +293,6 @@ mod tests {
         let Command::Tasks(args) = cli.command else {
             panic!("not tasks")
         };
-        assert_eq!(args.state, Some(StateArg::Success));
+        assert_eq!(args.state, Some(State::Success));
     }
 }

@@ -66,26 +66,20 @@ impl std::fmt::Debug for NatsArgs {
 impl NatsArgs {
     /// How to authenticate and which certificates to trust; refuses half-given settings.
     pub fn credentials(&self) -> Result<Credentials, NatsError> {
-        let pair = |a: bool, b: bool, what: &str| match a == b {
-            true => Ok(()),
-            false => Err(NatsError::Settings(what.to_owned())),
-        };
-        pair(
-            self.nats_user.is_some(),
-            self.nats_password.is_some(),
-            "NATS_USER and NATS_PASSWORD go together",
-        )?;
-        pair(
-            self.nats_cert.is_some(),
-            self.nats_key.is_some(),
-            "NATS_CERT and NATS_KEY go together",
-        )?;
         Credentials::new(
             self.nats_creds.clone(),
-            self.nats_user.clone().zip(self.nats_password.clone()),
+            paired(
+                self.nats_user.clone(),
+                self.nats_password.clone(),
+                "NATS_USER and NATS_PASSWORD go together",
+            )?,
             self.nats_nkey.clone(),
             self.nats_ca.clone(),
-            self.nats_cert.clone().zip(self.nats_key.clone()),
+            paired(
+                self.nats_cert.clone(),
+                self.nats_key.clone(),
+                "NATS_CERT and NATS_KEY go together",
+            )?,
         )
     }
 
@@ -94,6 +88,20 @@ impl NatsArgs {
             replicas: self.stream_replicas.max(1),
             duplicate_window: Duration::from_secs(self.duplicate_window_secs.max(1)),
         }
+    }
+}
+
+/// Two settings that only make sense together: both or neither. One without the other is
+/// refused with `message`.
+pub fn paired<A, B>(
+    a: Option<A>,
+    b: Option<B>,
+    message: &str,
+) -> Result<Option<(A, B)>, NatsError> {
+    match (a, b) {
+        (Some(a), Some(b)) => Ok(Some((a, b))),
+        (None, None) => Ok(None),
+        _ => Err(NatsError::Settings(message.to_owned())),
     }
 }
 
@@ -113,6 +121,17 @@ mod tests {
         Cli::try_parse_from(std::iter::once("test").chain(args.iter().copied()))
             .unwrap()
             .nats
+    }
+
+    #[test]
+    fn paired_settings_are_both_or_neither() {
+        assert_eq!(paired(Some(1), Some("a"), "x").unwrap(), Some((1, "a")));
+        assert_eq!(paired::<u8, u8>(None, None, "x").unwrap(), None);
+        let err = paired(Some(1), None::<u8>, "A and B go together").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid NATS credentials settings: A and B go together"
+        );
     }
 
     #[test]

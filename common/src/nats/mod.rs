@@ -11,7 +11,7 @@ mod connect;
 mod publish;
 mod stream;
 
-pub use args::NatsArgs;
+pub use args::{paired, NatsArgs};
 pub use connect::{connect, Connections, Credentials};
 pub use publish::{event_headers, event_publish};
 pub use stream::{
