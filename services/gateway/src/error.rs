@@ -3,7 +3,8 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+
+use crate::api::{ErrorBody, ErrorDetail};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -85,10 +86,16 @@ impl IntoResponse for ApiError {
             // Logged once here; the client sees no internals.
             tracing::error!(error = format!("{e:#}"), "internal error");
         }
-        let mut body = json!({"error": {"code": self.code(), "message": self.to_string()}});
-        if let ApiError::Unprocessable { field, .. } = &self {
-            body["error"]["field"] = json!(field);
-        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                field: match &self {
+                    ApiError::Unprocessable { field, .. } => Some(field.clone()),
+                    _ => None,
+                },
+                message: self.to_string(),
+            },
+        };
         let mut response = (status, Json(body)).into_response();
         match self {
             ApiError::Unavailable | ApiError::Unconfirmed | ApiError::CatchingUp => {

@@ -4,7 +4,7 @@ use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::ApiError;
+use crate::error::ApiError;
 
 pub struct ApiPath<T>(pub T);
 

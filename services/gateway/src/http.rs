@@ -17,8 +17,9 @@ use subtle::ConstantTimeEq;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::app::AppState;
+use crate::error::ApiError;
 use crate::routes;
-use crate::{ApiError, AppState};
 
 /// Installs the process-wide Prometheus recorder (once).
 pub fn init_metrics() {
@@ -58,10 +59,6 @@ fn describe() {
     metrics::counter!("sn_requests_accepted_total").increment(0);
     metrics::counter!("sn_projection_events_total").increment(0);
     metrics::gauge!("sn_projection_lag_events").set(0.0);
-}
-
-pub fn render_metrics() -> String {
-    common::metrics::render()
 }
 
 /// Every route of the API.

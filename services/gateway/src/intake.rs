@@ -6,12 +6,13 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use common::Event;
-use serde_json::json;
 use uuid::Uuid;
 
+use crate::api::{AcceptedBody, State};
+
+use crate::app::AppState;
 use crate::broker::{Accepted, BrokerError};
-use crate::projection::State;
-use crate::{ApiError, AppState};
+use crate::error::ApiError;
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -76,11 +77,7 @@ pub async fn submit(state: &AppState, event: Event) -> Result<Accepted, ApiError
 
 /// `202 Accepted` with `Location: /tasks/<id>`.
 pub fn accepted(id: Uuid, state: State) -> Response {
-    let mut response = (
-        StatusCode::ACCEPTED,
-        Json(json!({"id": id, "state": state})),
-    )
-        .into_response();
+    let mut response = (StatusCode::ACCEPTED, Json(AcceptedBody { id, state })).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/tasks/{id}")) {
         response.headers_mut().insert(header::LOCATION, v);
     }

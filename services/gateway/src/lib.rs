@@ -2,8 +2,13 @@
 //!
 //! Writes go out as `GenerateRequested` events (`intake`); every read is served from views
 //! folded from the `SN` stream (`projection`). `broker` is the only door to NATS.
+//!
+//! A request flows down, never back up: `http` (router, middleware) -> `routes` (one module
+//! per group of routes) -> `intake`, `download`, `projection`, `broker`, with the response
+//! types in `api` and the OpenAPI document derived from them in `openapi`.
 
 pub mod api;
+mod app;
 pub mod broker;
 pub mod config;
 pub mod download;
@@ -23,25 +28,12 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Broker, NatsBroker};
+pub use crate::app::AppState;
+use crate::broker::NatsBroker;
 use crate::config::Config;
 pub use crate::error::ApiError;
 pub use crate::http::router;
 use crate::projection::{Projection, Snapshots};
-
-/// Everything a handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub projection: Arc<Projection>,
-    pub broker: Arc<dyn Broker>,
-    pub api_token: Option<Arc<str>>,
-    pub max_count: u64,
-    /// The master keys of random-order models (`SERIAL_KEY`): declaring one, and looking
-    /// up its serials.
-    pub keys: Arc<common::serial::Keyring>,
-    /// Fired at shutdown: endless responses (event streams) end with it.
-    pub shutdown: CancellationToken,
-}
 
 pub struct Application {
     listener: tokio::net::TcpListener,
@@ -86,12 +78,14 @@ impl Application {
         http::init_metrics();
         let state = AppState {
             projection: Arc::new(Projection::default()),
-            broker: Arc::new(NatsBroker::new(
-                client,
-                js.clone(),
-                std::time::Duration::from_secs(config.publish_deadline_secs),
-            )
-            .await?),
+            broker: Arc::new(
+                NatsBroker::new(
+                    client,
+                    js.clone(),
+                    std::time::Duration::from_secs(config.publish_deadline_secs),
+                )
+                .await?,
+            ),
             api_token: api_token.map(Arc::from),
             max_count: config.max_count,
             keys: Arc::new(keys),

@@ -6,7 +6,8 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
+
+use crate::api::{ErrorBody, ErrorDetail, Health};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -33,7 +34,7 @@ pub fn answer(listener: TcpListener) -> std::io::Result<(TcpListener, Starting)>
     let stop = CancellationToken::new();
     let until = stop.clone();
     let app = Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(|| async { Json(Health::OK) }))
         .fallback(not_yet);
     tokio::spawn(async move {
         let served = axum::serve(twin, app)
@@ -50,9 +51,12 @@ async fn not_yet() -> impl IntoResponse {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [(header::RETRY_AFTER, "1")],
-        Json(json!({"error": {
-            "code": "unavailable",
-            "message": "starting: waiting for NATS and the SN stream",
-        }})),
+        Json(ErrorBody {
+            error: ErrorDetail {
+                code: "unavailable".into(),
+                field: None,
+                message: "starting: waiting for NATS and the SN stream".into(),
+            },
+        }),
     )
 }

@@ -79,6 +79,21 @@ pub struct TaskView {
     pub started_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub finished_at: Option<OffsetDateTime>,
-    #[schema(value_type = crate::openapi::FormatDoc)]
+    #[schema(value_type = super::schema::FormatDoc)]
     pub format: Format,
+}
+
+/// `GET /tasks`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TaskPage {
+    pub items: Vec<TaskView>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// `202 Accepted`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AcceptedBody {
+    pub id: Uuid,
+    pub state: State,
 }

@@ -86,7 +86,10 @@ impl Broker for FakeBroker {
         } else {
             let answer = *self.answer.lock().unwrap();
             let payload = Bytes::from(event.to_json());
-            self.published.lock().unwrap().push((subject.clone(), event));
+            self.published
+                .lock()
+                .unwrap()
+                .push((subject.clone(), event));
             match answer {
                 Answer::Stored => {
                     let sequence = self.last() + 1;

@@ -340,7 +340,11 @@ mod tests {
         stream.replica_sees.store(u64::MAX, Ordering::SeqCst);
 
         // Stored while the walk waits at the end of what was stored: from the feed.
-        read.push(next(&mut walk, || projection.store(5, &mine)).await.unwrap());
+        read.push(
+            next(&mut walk, || projection.store(5, &mine))
+                .await
+                .unwrap(),
+        );
         assert!(walk.live.is_some());
 
         // Ten batches while the walk waits: more than the feed keeps, so it reads the stream

@@ -11,8 +11,11 @@ use common::events::{codes, EventData, GenerateRequested};
 use common::{Event, Format, GenerateSpec};
 use time::OffsetDateTime;
 
+use crate::api::schema::GenerateBody;
+use crate::api::{AcceptedBody, ErrorBody, State as TaskState};
+use crate::app::AppState;
+use crate::error::ApiError;
 use crate::intake::{self, BODY_LIMIT};
-use crate::{ApiError, AppState};
 
 pub const SOURCE: &str = "/sn/gateway";
 
@@ -107,17 +110,17 @@ fn mismatch() -> ApiError {
     post,
     path = "/generate_sn",
     tag = "tasks",
-    request_body = crate::openapi::GenerateBody,
+    request_body = GenerateBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Same key + same body = same task")),
     responses(
-        (status = 202, description = "Accepted; Location: /tasks/{id}", body = crate::openapi::AcceptedBody),
-        (status = 400, description = "Malformed JSON", body = crate::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong bearer token", body = crate::openapi::ErrorBody),
-        (status = 409, description = "Overlaps an issued range (`range_conflict`), or the model's serials could be another model's (`namespace_conflict`)", body = crate::openapi::ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = crate::openapi::ErrorBody),
-        (status = 415, description = "Not application/json", body = crate::openapi::ErrorBody),
-        (status = 422, description = "A field is invalid, the format differs from the model's scheme (`format_mismatch`), or the key was used with another body", body = crate::openapi::ErrorBody),
-        (status = 503, description = "NATS unreachable, or the views still catching up with the stream; Retry-After", body = crate::openapi::ErrorBody),
+        (status = 202, description = "Accepted; Location: /tasks/{id}", body = AcceptedBody),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 409, description = "Overlaps an issued range (`range_conflict`), or the model's serials could be another model's (`namespace_conflict`)", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "A field is invalid, the format differs from the model's scheme (`format_mismatch`), or the key was used with another body", body = ErrorBody),
+        (status = 503, description = "NATS unreachable, or the views still catching up with the stream; Retry-After", body = ErrorBody),
     ),
     security((), ("bearer" = [])),
 )]
@@ -194,5 +197,5 @@ pub async fn generate(
         sequence = accepted.sequence,
         "request accepted"
     );
-    Ok(intake::accepted(task_id, crate::projection::State::Pending))
+    Ok(intake::accepted(task_id, TaskState::Pending))
 }

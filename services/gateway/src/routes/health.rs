@@ -4,18 +4,18 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use serde_json::json;
 
-use crate::AppState;
+use crate::api::{Health, Readiness};
+use crate::app::AppState;
 
 /// Liveness.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive")))]
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health::OK)
 }
 
 /// Readiness: NATS connected and the views caught up with the stream.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Ready"), (status = 503, description = "Not ready")))]
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Ready", body = Readiness), (status = 503, description = "Not ready", body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let connected = state.broker.connected();
     let caught_up = state.projection.caught_up();
@@ -24,12 +24,12 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
-        "ready": connected && caught_up,
-        "nats_connected": connected,
-        "projection_caught_up": caught_up,
-        "position": state.projection.position(),
-    });
+    let body = Readiness {
+        nats_connected: connected,
+        position: state.projection.position(),
+        projection_caught_up: caught_up,
+        ready: connected && caught_up,
+    };
     (status, Json(body))
 }
 
@@ -45,6 +45,6 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::http::render_metrics(),
+        common::metrics::render(),
     )
 }

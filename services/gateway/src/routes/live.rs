@@ -13,8 +13,8 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
+use crate::app::AppState;
 use crate::extract::ApiQuery;
-use crate::AppState;
 
 #[derive(Debug, Deserialize)]
 pub struct EventsQuery {

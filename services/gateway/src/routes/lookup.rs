@@ -3,11 +3,12 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde_json::json;
 
+use crate::api::{ErrorBody, IssuedRange, LedgerBody, SerialInfo};
+use crate::app::AppState;
+use crate::error::ApiError;
 use crate::extract::ApiPath;
 use crate::projection::State as TaskState;
-use crate::{ApiError, AppState};
 
 /// Which model, number and task issued a serial.
 #[utoipa::path(
@@ -16,15 +17,15 @@ use crate::{ApiError, AppState};
     tag = "serials",
     params(("serial" = String, Path, description = "A serial as printed")),
     responses(
-        (status = 200, body = crate::openapi::SerialInfo),
-        (status = 400, description = "Not a serial: empty, longer than 53 characters, or a character outside A-Z a-z 0-9 _ -", body = crate::openapi::ErrorBody),
-        (status = 404, description = "Never issued", body = crate::openapi::ErrorBody),
+        (status = 200, body = SerialInfo),
+        (status = 400, description = "Not a serial: empty, longer than 53 characters, or a character outside A-Z a-z 0-9 _ -", body = ErrorBody),
+        (status = 404, description = "Never issued", body = ErrorBody),
     )
 )]
 pub async fn lookup(
     State(state): State<AppState>,
     ApiPath(serial): ApiPath<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<SerialInfo>, ApiError> {
     // The longest serial: a 32-character code, 20 digits and a check digit.
     const LONGEST: usize = 53;
     let valid = serial
@@ -60,28 +61,25 @@ pub async fn lookup(
         t.format(&time::format_description::well_known::Rfc3339)
             .ok()
     });
-    Ok(Json(json!({
-        "serial": serial,
-        "code_model": model,
-        "number": number,
-        "task_id": range.task,
-        "issued_at": issued_at,
-    })))
+    Ok(Json(SerialInfo {
+        code_model: model.to_owned(),
+        issued_at,
+        number,
+        serial,
+        task_id: range.task,
+    }))
 }
 
 /// Issued ranges per model.
-#[utoipa::path(get, path = "/ledger", tag = "serials", responses((status = 200, body = crate::openapi::LedgerBody)))]
-pub async fn ledger(State(state): State<AppState>) -> Json<serde_json::Value> {
+#[utoipa::path(get, path = "/ledger", tag = "serials", responses((status = 200, body = LedgerBody)))]
+pub async fn ledger(State(state): State<AppState>) -> Json<LedgerBody> {
     let views = state.projection.views();
-    let mut models: std::collections::BTreeMap<&str, Vec<serde_json::Value>> = Default::default();
+    let mut models: std::collections::BTreeMap<String, Vec<IssuedRange>> = Default::default();
     for (model, r) in views.ledger().ranges() {
-        models
-            .entry(model)
-            .or_default()
-            .push(json!({"first": r.first, "last": r.last, "task_id": r.task}));
+        models.entry(model.to_owned()).or_default().push(r.into());
     }
     for ranges in models.values_mut() {
-        ranges.sort_by_key(|r| r["first"].as_u64());
+        ranges.sort_by_key(|r| r.first);
     }
-    Json(json!({ "models": models }))
+    Json(LedgerBody { models })
 }

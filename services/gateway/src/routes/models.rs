@@ -13,15 +13,17 @@ use axum::Json;
 use common::events::{EventData, SchemeDeclared};
 use common::ledger::{Ledger, ModelSummary};
 use common::request::scheme_from_json;
-use common::serial::keys::key_id_text;
 use common::serial::Order;
 use common::{Event, Format};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::generate::{json_body, namespace_conflict, SOURCE};
+use crate::api::schema::SchemeDoc;
+use crate::api::{ErrorBody, IssuedRange, ModelBody, ModelList, SchemeView};
+use crate::app::AppState;
+use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
-use crate::{intake, ApiError, AppState};
+use crate::intake;
 
 /// How long a declaration waits for the views to fold it before answering.
 const FOLD_WAIT: Duration = Duration::from_secs(2);
@@ -33,18 +35,18 @@ const FOLD_WAIT: Duration = Duration::from_secs(2);
     operation_id = "declare_model",
     tag = "models",
     params(("code_model" = String, Path, description = "Product model code")),
-    request_body = crate::openapi::SchemeDoc,
+    request_body = SchemeDoc,
     responses(
-        (status = 200, description = "The model already has this scheme", body = crate::openapi::ModelBody),
-        (status = 201, description = "Declared", body = crate::openapi::ModelBody),
-        (status = 202, description = "Stored, not yet folded: decided in stream order like any declaration", body = crate::openapi::ModelBody),
-        (status = 400, description = "Malformed JSON", body = crate::openapi::ErrorBody),
-        (status = 401, description = "Missing or wrong bearer token", body = crate::openapi::ErrorBody),
-        (status = 409, description = "The model has another scheme (`scheme_conflict`), or its serials could be another model's (`namespace_conflict`)", body = crate::openapi::ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = crate::openapi::ErrorBody),
-        (status = 415, description = "Not application/json", body = crate::openapi::ErrorBody),
-        (status = 422, description = "A field is invalid", body = crate::openapi::ErrorBody),
-        (status = 503, description = "NATS unreachable, or the views still catching up; Retry-After", body = crate::openapi::ErrorBody),
+        (status = 200, description = "The model already has this scheme", body = ModelBody),
+        (status = 201, description = "Declared", body = ModelBody),
+        (status = 202, description = "Stored, not yet folded: decided in stream order like any declaration", body = ModelBody),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 409, description = "The model has another scheme (`scheme_conflict`), or its serials could be another model's (`namespace_conflict`)", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "A field is invalid", body = ErrorBody),
+        (status = 503, description = "NATS unreachable, or the views still catching up; Retry-After", body = ErrorBody),
     ),
     security((), ("bearer" = [])),
 )]
@@ -98,10 +100,16 @@ pub async fn declare(
         // Not folded yet: stored, and decided in stream order like any other.
         None => Ok((
             StatusCode::ACCEPTED,
-            Json(json!({
-                "code_model": code_model, "scheme": scheme_json(scheme), "issued": 0,
-                "range_count": 0, "remaining": null, "next_automatic": 1,
-            })),
+            Json(ModelBody {
+                code_model,
+                issued: 0,
+                next_automatic: 1,
+                next_cursor: None,
+                range_count: 0,
+                ranges: None,
+                remaining: None,
+                scheme: Some(scheme.into()),
+            }),
         )
             .into_response()),
     }
@@ -129,18 +137,18 @@ fn settled(ledger: &Ledger, model: &str, scheme: Format) -> Result<Option<Respon
     path = "/models",
     operation_id = "list_models",
     tag = "models",
-    responses((status = 200, body = crate::openapi::ModelList))
+    responses((status = 200, body = ModelList))
 )]
-pub async fn list(State(state): State<AppState>) -> Json<Value> {
+pub async fn list(State(state): State<AppState>) -> Json<ModelList> {
     let views = state.projection.views();
     // Models that only ever saw void declarations or reservations are not models.
-    let models: Vec<Value> = views
+    let models = views
         .ledger()
         .models()
         .filter(|m| m.scheme.is_some() || m.ranges > 0)
-        .map(|m| summary_json(&m))
+        .map(|m| summary(&m))
         .collect();
-    Json(json!({ "models": models }))
+    Json(ModelList { models })
 }
 
 #[derive(Deserialize)]
@@ -163,19 +171,19 @@ const RANGES_PAGE: usize = 1000;
         ("cursor" = Option<u64>, Query, description = "`next_cursor` of the previous page"),
     ),
     responses(
-        (status = 200, body = crate::openapi::ModelBody),
-        (status = 400, description = "A malformed query", body = crate::openapi::ErrorBody),
-        (status = 404, description = "Never declared or used", body = crate::openapi::ErrorBody),
+        (status = 200, body = ModelBody),
+        (status = 400, description = "A malformed query", body = ErrorBody),
+        (status = 404, description = "Never declared or used", body = ErrorBody),
     )
 )]
 pub async fn get_model(
     State(state): State<AppState>,
     ApiPath(code_model): ApiPath<String>,
     ApiQuery(q): ApiQuery<RangesQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ModelBody>, ApiError> {
     let views = state.projection.views();
     let ledger = views.ledger();
-    let Some(summary) = ledger
+    let Some(model) = ledger
         .model(&code_model)
         .filter(|m| m.scheme.is_some() || m.ranges > 0)
     else {
@@ -184,45 +192,48 @@ pub async fn get_model(
         )));
     };
     let limit = q.limit.unwrap_or(RANGES_PAGE).clamp(1, RANGES_PAGE);
-    let mut ranges: Vec<Value> = Vec::new();
+    let mut ranges: Vec<IssuedRange> = Vec::new();
     let mut next = None;
     for r in ledger.ranges_of(&code_model, q.cursor) {
         if ranges.len() == limit {
-            next = ranges.last().and_then(|r: &Value| r["first"].as_u64());
+            next = ranges.last().map(|r| r.first);
             break;
         }
-        ranges.push(json!({"first": r.first, "last": r.last, "task_id": r.task}));
+        ranges.push(r.into());
     }
-    let mut body = summary_json(&summary);
-    body["ranges"] = json!(ranges);
-    body["next_cursor"] = json!(next);
-    Ok(Json(body))
+    Ok(Json(ModelBody {
+        ranges: Some(ranges),
+        next_cursor: Some(next),
+        ..summary(&model)
+    }))
 }
 
-fn model_body(ledger: &Ledger, model: &str) -> Value {
-    ledger
-        .model(model)
-        .map(|m| summary_json(&m))
-        .unwrap_or_else(|| json!({"code_model": model}))
+/// The model as the ledger has it; a model the ledger does not know yet has issued nothing.
+fn model_body(ledger: &Ledger, model: &str) -> ModelBody {
+    ledger.model(model).map_or_else(
+        || ModelBody {
+            code_model: model.to_owned(),
+            issued: 0,
+            next_automatic: 1,
+            next_cursor: None,
+            range_count: 0,
+            ranges: None,
+            remaining: None,
+            scheme: None,
+        },
+        |m| summary(&m),
+    )
 }
 
-fn scheme_json(s: Format) -> Value {
-    json!({
-        "width": s.width,
-        "check_digit": s.check_digit,
-        "order": s.order,
-        "key_id": s.key_id.map(|k| key_id_text(k.get())),
-        "density": s.one_in.map(|n| format!("1/{n}")),
-    })
-}
-
-fn summary_json(m: &ModelSummary<'_>) -> Value {
-    json!({
-        "code_model": m.code_model,
-        "scheme": m.scheme.map(scheme_json),
-        "issued": u64::try_from(m.issued).unwrap_or(u64::MAX),
-        "range_count": m.ranges,
-        "remaining": m.remaining.map(|r| u64::try_from(r).unwrap_or(u64::MAX)),
-        "next_automatic": m.cursor.saturating_add(1),
-    })
+fn summary(m: &ModelSummary<'_>) -> ModelBody {
+    ModelBody {
+        code_model: m.code_model.to_owned(),
+        issued: u64::try_from(m.issued).unwrap_or(u64::MAX),
+        next_automatic: m.cursor.saturating_add(1),
+        next_cursor: None,
+        range_count: m.ranges as u64,
+        ranges: None,
+        remaining: m.remaining.map(|r| u64::try_from(r).unwrap_or(u64::MAX)),
+        scheme: m.scheme.map(SchemeView::from),
+    }
 }

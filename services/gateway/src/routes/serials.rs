@@ -8,11 +8,13 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
+use crate::api::ErrorBody;
+use crate::app::AppState;
 use crate::download::{self, Download, Follow, Form, TaskFeed};
+use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::projection::State as TaskState;
 use crate::routes::tasks::{find, parse_id};
-use crate::{ApiError, AppState};
 
 #[derive(Debug, serde::Deserialize)]
 pub struct DownloadQuery {
@@ -34,11 +36,11 @@ pub struct DownloadQuery {
         (status = 200, description = "One serial per line; CSV `serial,number`; or NDJSON", content(
             (String = "text/plain"), (String = "text/csv"), (String = "application/x-ndjson")
         )),
-        (status = 400, description = "Malformed id", body = crate::openapi::ErrorBody),
-        (status = 404, description = "Unknown task", body = crate::openapi::ErrorBody),
-        (status = 409, description = "Task not SUCCESS yet (without follow), or FAILURE", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid follow", body = crate::openapi::ErrorBody),
-        (status = 503, description = "NATS unreachable", body = crate::openapi::ErrorBody),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 404, description = "Unknown task", body = ErrorBody),
+        (status = 409, description = "Task not SUCCESS yet (without follow), or FAILURE", body = ErrorBody),
+        (status = 422, description = "Invalid follow", body = ErrorBody),
+        (status = 503, description = "NATS unreachable", body = ErrorBody),
     )
 )]
 #[tracing::instrument(name = "download serials", skip_all, fields(task_id = %raw))]

@@ -6,14 +6,14 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
-use crate::api::TaskView;
+use crate::api::{ErrorBody, TaskPage, TaskView};
+use crate::app::AppState;
+use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::projection::{State as TaskState, Task};
-use crate::{ApiError, AppState};
 
 /// How long a read waits for a lagging projection before answering 404.
 pub const CATCH_UP: Duration = Duration::from_secs(2);
@@ -53,10 +53,10 @@ pub async fn find(state: &AppState, id: Uuid) -> Result<Arc<Task>, ApiError> {
     ),
     responses(
         (status = 200, body = TaskView),
-        (status = 400, description = "Malformed id", body = crate::openapi::ErrorBody),
-        (status = 404, description = "Unknown task", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid wait", body = crate::openapi::ErrorBody),
-        (status = 503, description = "NATS unreachable", body = crate::openapi::ErrorBody),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 404, description = "Unknown task", body = ErrorBody),
+        (status = 422, description = "Invalid wait", body = ErrorBody),
+        (status = 503, description = "NATS unreachable", body = ErrorBody),
     )
 )]
 #[tracing::instrument(name = "get task", skip_all, fields(task_id = %raw))]
@@ -139,15 +139,15 @@ pub struct ListQuery {
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
     ),
     responses(
-        (status = 200, body = crate::openapi::TaskPage),
-        (status = 400, description = "Malformed query string", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid filter", body = crate::openapi::ErrorBody),
+        (status = 200, body = TaskPage),
+        (status = 400, description = "Malformed query string", body = ErrorBody),
+        (status = 422, description = "Invalid filter", body = ErrorBody),
     )
 )]
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<TaskPage>, ApiError> {
     let invalid = |field: &str, message: &str| ApiError::Unprocessable {
         field: field.into(),
         message: message.into(),
@@ -177,9 +177,8 @@ pub async fn list(
     let model = q.code_model.as_deref().filter(|m| !m.is_empty());
     let views = state.projection.views();
     let (items, next) = views.list(wanted, model, cursor, limit);
-    let items: Vec<TaskView> = items.into_iter().map(Task::view).collect();
-    Ok(Json(json!({
-        "items": items,
-        "next_cursor": next.map(|c| c.to_string()),
-    })))
+    Ok(Json(TaskPage {
+        items: items.into_iter().map(Task::view).collect(),
+        next_cursor: next.map(|c| c.to_string()),
+    }))
 }
