@@ -24,7 +24,7 @@ use crate::parts::{big_task, latency, replay, throughput, Target};
 use crate::report::{Machine, Report, Settings};
 use crate::stack::Binaries;
 
-/// How long a running stack may take to work off part a's backlog.
+/// How long a running stack may take to finish part a's backlog.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(900);
 
 pub async fn run(config: &Config) -> anyhow::Result<Report> {

@@ -2,7 +2,7 @@
 //! keep-alive connection, POSTing back to back for `duration` seconds after a one-second
 //! warm-up. Every POST asks for one serial of a model new to this run, from the next free
 //! number: the smallest task, so the figure is the gateway's intake (check, publish, wait for
-//! JetStream's ack), while the generator works the same requests off on the same cores.
+//! JetStream's ack), while the generator processes the same requests on the same cores.
 //!
 //! The clients are plain hyper connections (no pool, no per-request URL or timer): the
 //! figure is the services', so the tool leaves them as much of the shared cores as it can.
@@ -208,7 +208,7 @@ async fn finished(target: &Target) -> Option<u64> {
     Some(counts.get("SUCCESS").copied().unwrap_or(0) + counts.get("FAILURE").copied().unwrap_or(0))
 }
 
-/// Waits until the gateway shows no task PENDING or STARTED: a running stack must work off
+/// Waits until the gateway shows no task PENDING or STARTED: a running stack must finish
 /// part a's backlog before the next part measures it.
 pub async fn drain(target: &Target, timeout: Duration) -> anyhow::Result<Duration> {
     let started = Instant::now();
