@@ -1,299 +1,26 @@
 //! How a number becomes a serial: `code_model` + zero-padded number + optional check digit.
 //!
-//! Formatting writes straight into a caller's buffer so the generator never allocates per
-//! serial; a batch of consecutive numbers is written as one range (see `range`).
+//! A model's scheme ([`Format`], in `scheme`) says how its numbers are written: the width,
+//! the check digit (`check_digit`) and the order, sequential or a keyed permutation (`ff1`,
+//! with the keys of `keys`). [`SerialFormatter`] writes serials of one scheme straight into a
+//! caller's buffer so the generator never allocates per serial; a batch of consecutive
+//! numbers is written as one range (`range`). `namespace` tells whether two models' serials
+//! could ever be the same string.
 
-use std::num::{NonZeroU32, NonZeroU64};
-
-use serde::{Deserialize, Serialize};
-
+mod check_digit;
 pub mod ff1;
 pub mod keys;
 mod namespace;
 mod range;
+mod scheme;
 
+pub use check_digit::CheckDigit;
 pub use keys::{KeyError, Keyring};
 pub use namespace::could_meet;
+pub use scheme::{Format, FormatRequest, Order, DEFAULT_WIDTH, MAX_WIDTH};
 
+use check_digit::check_from_sum;
 use ff1::Permutation;
-
-pub const DEFAULT_WIDTH: u8 = 8;
-pub const MAX_WIDTH: u8 = 20;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CheckDigit {
-    #[default]
-    None,
-    /// GS1 mod-10: weights 3, 1, 3, ... from the rightmost data digit.
-    Gs1,
-    /// Luhn: every second digit doubled, starting with the rightmost data digit.
-    Luhn,
-}
-
-impl CheckDigit {
-    pub fn parse(s: &str) -> Option<CheckDigit> {
-        Some(match s {
-            "none" => CheckDigit::None,
-            "gs1" => CheckDigit::Gs1,
-            "luhn" => CheckDigit::Luhn,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckDigit::None => "none",
-            CheckDigit::Gs1 => "gs1",
-            CheckDigit::Luhn => "luhn",
-        }
-    }
-
-    /// The check digit for `digits` (ASCII '0'..='9'), or `None` for `CheckDigit::None`.
-    pub fn compute(self, digits: &[u8]) -> Option<u8> {
-        (self != CheckDigit::None).then(|| check_from_sum(self.sum(digits)))
-    }
-
-    /// The weighted sum the check digit is taken from (0 without a check digit, whose model
-    /// code need not be digits).
-    fn sum(self, digits: &[u8]) -> u32 {
-        self.sum_from(digits, 0)
-    }
-
-    /// The sum of `digits` whose rightmost sits at `position` (counted from the rightmost
-    /// data digit of the serial).
-    fn sum_from(self, digits: &[u8], position: usize) -> u32 {
-        if self == CheckDigit::None {
-            return 0;
-        }
-        digits
-            .iter()
-            .rev()
-            .enumerate()
-            .map(|(i, d)| self.weighted(position + i, u32::from(d - b'0')))
-            .sum()
-    }
-
-    /// What digit `d` adds to the sum at position `i`, counted from the rightmost data digit.
-    fn weighted(self, i: usize, d: u32) -> u32 {
-        let even = i.is_multiple_of(2);
-        match self {
-            CheckDigit::None => 0,
-            CheckDigit::Gs1 if even => d * 3,
-            CheckDigit::Luhn if even && d * 2 > 9 => d * 2 - 9,
-            CheckDigit::Luhn if even => d * 2,
-            CheckDigit::Gs1 | CheckDigit::Luhn => d,
-        }
-    }
-
-    /// What the two digits of `pair` (0 to 99) add to the sum when its right digit sits at
-    /// an even position.
-    fn pair_sums(self) -> [u32; 100] {
-        let [even, odd] = self.weights();
-        std::array::from_fn(|pair| even[pair % 10] + odd[pair / 10])
-    }
-
-    /// `weighted` for the digits 0 to 9 at an even (`[0]`) and an odd (`[1]`) position.
-    fn weights(self) -> [[u32; 10]; 2] {
-        let mut table = [[0; 10]; 2];
-        for (parity, row) in table.iter_mut().enumerate() {
-            for (d, w) in (0..).zip(row.iter_mut()) {
-                *w = self.weighted(parity, d);
-            }
-        }
-        table
-    }
-}
-
-fn check_from_sum(sum: u32) -> u8 {
-    b'0' + ((10 - sum % 10) % 10) as u8
-}
-
-/// The order a model's numbers are written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Order {
-    /// Number n is written as n.
-    #[default]
-    Sequential,
-    /// Number n is written as `P_k(n)`, a keyed permutation of `[0, 10^width)` (FF1, see
-    /// `ff1`): distinct numbers still give distinct serials, and neighbours cannot be guessed.
-    Random,
-}
-
-impl Order {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Order::Sequential => "sequential",
-            Order::Random => "random",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Order> {
-        match s {
-            "sequential" => Some(Order::Sequential),
-            "random" => Some(Order::Random),
-            _ => None,
-        }
-    }
-}
-
-/// A model's serial scheme: how every number of the model is written. Fixed per model by its
-/// first declaration or reservation (see `ledger`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Format {
-    pub width: u8,
-    pub check_digit: CheckDigit,
-    #[serde(default)]
-    pub order: Order,
-    /// Random order: the id of the master key the model's key is derived from (see `keys`).
-    #[serde(default)]
-    pub key_id: Option<NonZeroU32>,
-    /// Random order: only 1 in `one_in` of the width's numbers is ever issued, so a guessed
-    /// serial is valid with a probability below `1 / one_in`.
-    #[serde(default)]
-    pub one_in: Option<NonZeroU64>,
-}
-
-impl Default for Format {
-    fn default() -> Self {
-        Format::new(DEFAULT_WIDTH, CheckDigit::None)
-    }
-}
-
-impl Format {
-    /// A sequential scheme.
-    pub const fn new(width: u8, check_digit: CheckDigit) -> Format {
-        Format {
-            width,
-            check_digit,
-            order: Order::Sequential,
-            key_id: None,
-            one_in: None,
-        }
-    }
-
-    /// One past the highest number this scheme issues: `10^width`, or `10^width / one_in`
-    /// for a sparse one. As u128 so width 20 fits.
-    pub fn capacity(self) -> u128 {
-        10u128.pow(u32::from(self.width)) / u128::from(self.one_in.map_or(1, NonZeroU64::get))
-    }
-
-    /// Length in bytes of every serial of `model` in this format.
-    pub fn serial_len(self, model: &str) -> usize {
-        model.len() + usize::from(self.width) + usize::from(self.check_digit != CheckDigit::None)
-    }
-}
-
-impl std::fmt::Display for Format {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "width {}, check digit {}",
-            self.width,
-            self.check_digit.as_str()
-        )?;
-        if self.order == Order::Random {
-            f.write_str(", random order")?;
-            if let Some(id) = self.key_id {
-                write!(f, " (key {})", keys::key_id_text(id.get()))?;
-            }
-        }
-        if let Some(n) = self.one_in {
-            write!(f, ", 1 in {n} issued")?;
-        }
-        Ok(())
-    }
-}
-
-/// The `format` a request names: only the fields it gives. A model's scheme supplies the rest,
-/// and a field given must equal the scheme's (see [`FormatRequest::resolve`]). Old requests
-/// carry both fields; a request without `format` carries neither.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-pub struct FormatRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub width: Option<u8>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub check_digit: Option<CheckDigit>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub order: Option<Order>,
-    /// `density` as 1 in this many.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub one_in: Option<NonZeroU64>,
-}
-
-impl From<Format> for FormatRequest {
-    fn from(f: Format) -> Self {
-        FormatRequest {
-            width: Some(f.width),
-            check_digit: Some(f.check_digit),
-            order: Some(f.order),
-            one_in: f.one_in,
-        }
-    }
-}
-
-impl FormatRequest {
-    pub fn is_empty(&self) -> bool {
-        *self == FormatRequest::default()
-    }
-
-    /// The scheme a request gets: the model's when it has one (every field given must match
-    /// it, else `Err` with the model's scheme), else the fields given over the defaults.
-    pub fn resolve(self, model_scheme: Option<Format>) -> Result<Format, Format> {
-        match model_scheme {
-            Some(scheme) => {
-                let same = self.width.is_none_or(|w| w == scheme.width)
-                    && self.check_digit.is_none_or(|c| c == scheme.check_digit)
-                    && self.order.is_none_or(|o| o == scheme.order)
-                    && self.one_in.is_none_or(|n| Some(n) == scheme.one_in);
-                if same {
-                    Ok(scheme)
-                } else {
-                    Err(scheme)
-                }
-            }
-            None => Ok(self.or_default()),
-        }
-    }
-
-    /// The fields given over the defaults.
-    /// The fields given over the defaults. A random order gets no key id here: whoever fixes
-    /// the scheme gives it the current key's (see `keys`).
-    pub fn or_default(self) -> Format {
-        let d = Format::default();
-        Format {
-            width: self.width.unwrap_or(d.width),
-            check_digit: self.check_digit.unwrap_or(d.check_digit),
-            order: self.order.unwrap_or(d.order),
-            key_id: None,
-            one_in: self.one_in,
-        }
-    }
-}
-
-impl std::fmt::Display for FormatRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut parts = Vec::new();
-        if let Some(w) = self.width {
-            parts.push(format!("width {w}"));
-        }
-        if let Some(c) = self.check_digit {
-            parts.push(format!("check digit {}", c.as_str()));
-        }
-        if let Some(o) = self.order {
-            parts.push(format!("{} order", o.as_str()));
-        }
-        if let Some(n) = self.one_in {
-            parts.push(format!("1 in {n} issued"));
-        }
-        if parts.is_empty() {
-            f.write_str("the model's scheme")
-        } else {
-            f.write_str(&parts.join(", "))
-        }
-    }
-}
 
 /// Formats serials of one model and format; reused for every number of a task.
 #[derive(Debug, Clone)]
@@ -406,6 +133,8 @@ impl SerialFormatter {
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroU64;
+
     use super::*;
 
     fn fmt(model: &str, width: u8, check: CheckDigit, n: u64) -> String {
