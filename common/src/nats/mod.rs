@@ -23,6 +23,7 @@ use async_nats::jetstream;
 
 use crate::subjects;
 
+/// Why a NATS connection, its settings or the `SN` stream could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum NatsError {
     #[error("cannot connect to NATS at {url}: {source}")]
