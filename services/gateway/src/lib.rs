@@ -18,6 +18,8 @@ mod http;
 mod intake;
 pub mod openapi;
 pub mod projection;
+#[cfg(test)]
+mod router_tests;
 mod routes;
 mod starting;
 

@@ -27,11 +27,15 @@ pub struct FakeBroker {
     messages: Mutex<BTreeMap<u64, (String, Bytes)>>,
     /// A direct get (any replica) sees only the sequences below this one.
     pub replica_sees: AtomicU64,
-    pub connected: AtomicBool,
+    connected: AtomicBool,
     answer: Mutex<Answer>,
     /// Every event published, with its subject.
     pub published: Mutex<Vec<(String, Event)>>,
+    /// Called with each event stored and its sequence, before the publish is answered.
+    on_stored: Mutex<Option<OnStored>>,
 }
+
+type OnStored = Box<dyn Fn(u64, &Event) + Send + Sync>;
 
 impl Default for FakeBroker {
     fn default() -> Self {
@@ -41,6 +45,7 @@ impl Default for FakeBroker {
             connected: AtomicBool::new(true),
             answer: Mutex::new(Answer::Stored),
             published: Mutex::default(),
+            on_stored: Mutex::default(),
         }
     }
 }
@@ -52,6 +57,17 @@ impl FakeBroker {
             .lock()
             .unwrap()
             .insert(seq, (subject.to_owned(), payload));
+    }
+
+    /// Runs `f` with each event stored from now on (a test folds it into its views, as the
+    /// projection would).
+    pub fn on_stored(&self, f: impl Fn(u64, &Event) + Send + Sync + 'static) {
+        *self.on_stored.lock().unwrap() = Some(Box::new(f));
+    }
+
+    /// From now on the fake is not connected: publishes and reads of the last sequence fail.
+    pub fn disconnect(&self) {
+        self.connected.store(false, Ordering::SeqCst);
     }
 
     pub fn answer(&self, answer: Answer) {
@@ -81,31 +97,30 @@ impl Broker for FakeBroker {
         subject: String,
         event: Event,
     ) -> BoxFuture<'_, Result<Accepted, BrokerError>> {
-        let answer = if !self.connected() {
-            Err(BrokerError::Disconnected)
-        } else {
-            let answer = *self.answer.lock().unwrap();
-            let payload = Bytes::from(event.to_json());
-            self.published
-                .lock()
-                .unwrap()
-                .push((subject.clone(), event));
-            match answer {
-                Answer::Stored => {
-                    let sequence = self.last() + 1;
-                    self.insert(sequence, &subject, payload);
-                    Ok(Accepted {
-                        sequence,
-                        duplicate: false,
-                    })
+        if !self.connected() {
+            return Box::pin(async { Err(BrokerError::Disconnected) });
+        }
+        let answer = *self.answer.lock().unwrap();
+        let result = match answer {
+            Answer::Stored => {
+                let sequence = self.last() + 1;
+                self.insert(sequence, &subject, Bytes::from(event.to_json()));
+                if let Some(f) = &*self.on_stored.lock().unwrap() {
+                    f(sequence, &event);
                 }
-                Answer::Duplicate => Ok(Accepted {
-                    sequence: self.last(),
-                    duplicate: true,
-                }),
-                Answer::NoAck => Err(BrokerError::Other("no ack from JetStream in time".into())),
+                Ok(Accepted {
+                    sequence,
+                    duplicate: false,
+                })
             }
+            Answer::Duplicate => Ok(Accepted {
+                sequence: self.last(),
+                duplicate: true,
+            }),
+            Answer::NoAck => Err(BrokerError::Other("no ack from JetStream in time".into())),
         };
+        self.published.lock().unwrap().push((subject, event));
+        let answer = result;
         Box::pin(async move { answer })
     }
 
