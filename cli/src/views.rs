@@ -2,37 +2,36 @@
 //! defaults, unknown ones are ignored) so an older or newer gateway still reads; `--json`
 //! prints the raw answer, never these.
 
-use common::Format;
+use common::{Format, State};
 use serde::Deserialize;
 use uuid::Uuid;
 
-/// Celery's state names, as the gateway spells them.
+/// A task's state as the gateway reported it: one of the states this client knows, or a newer
+/// one it does not (read as `Unknown` rather than failing the whole answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum State {
-    Pending,
-    Started,
-    Success,
-    Failure,
-    /// A state this client does not know yet.
-    #[serde(other)]
+#[serde(from = "String")]
+pub enum Reported {
+    Known(State),
     Unknown,
 }
 
-impl State {
+impl From<String> for Reported {
+    fn from(name: String) -> Self {
+        State::parse(&name).map_or(Reported::Unknown, Reported::Known)
+    }
+}
+
+impl Reported {
     pub fn as_str(self) -> &'static str {
         match self {
-            State::Pending => "PENDING",
-            State::Started => "STARTED",
-            State::Success => "SUCCESS",
-            State::Failure => "FAILURE",
-            State::Unknown => "UNKNOWN",
+            Reported::Known(state) => state.as_str(),
+            Reported::Unknown => "UNKNOWN",
         }
     }
 
-    /// SUCCESS and FAILURE never change again.
+    /// True once the task can no longer change (see [`State::is_final`]).
     pub fn is_final(self) -> bool {
-        matches!(self, State::Success | State::Failure)
+        matches!(self, Reported::Known(state) if state.is_final())
     }
 }
 
@@ -40,7 +39,7 @@ impl State {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Accepted {
     pub id: Uuid,
-    pub state: State,
+    pub state: Reported,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -53,7 +52,7 @@ pub struct TaskError {
 #[derive(Debug, Clone, Deserialize)]
 pub struct TaskView {
     pub id: Uuid,
-    pub state: State,
+    pub state: Reported,
     #[serde(default)]
     pub code_model: String,
     #[serde(default)]
@@ -122,6 +121,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(v.id, id);
+        assert_eq!(v.state, Reported::Known(State::Success));
         assert!(v.state.is_final());
         assert_eq!(v.numbers(), Some((1, 10)));
         assert_eq!(v.format.unwrap().width, 8);
@@ -131,7 +131,8 @@ mod tests {
     fn the_old_minimal_view_and_new_states_read() {
         let id = Uuid::new_v4();
         let v: TaskView = serde_json::from_value(json!({"id": id, "state": "RETRY"})).unwrap();
-        assert_eq!(v.state, State::Unknown);
+        assert_eq!(v.state, Reported::Unknown);
+        assert_eq!(v.state.as_str(), "UNKNOWN");
         assert!(!v.state.is_final());
         assert_eq!(v.numbers(), None);
     }

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
+use common::State;
 use indicatif::ProgressBar;
 use uuid::Uuid;
 
@@ -14,7 +15,7 @@ use crate::api::{Api, ApiError, Reply};
 use crate::args::GenerateArgs;
 use crate::error::Error;
 use crate::output::Output;
-use crate::views::{State, TaskView};
+use crate::views::{Reported, TaskView};
 use crate::{download, progress, render, retry, wait};
 
 /// One long-poll round when a bar shows progress (so it moves), and when nobody watches.
@@ -75,7 +76,7 @@ pub async fn run(api: &Api, out: Output, args: GenerateArgs) -> Result<(), Error
         (Err(_), Some(Some(Ok(_)))) => retry::transient(async || api.task(id, None).await).await?,
         (done, _) => done?,
     };
-    if done.view.state == State::Failure {
+    if done.view.state == Reported::Known(State::Failure) {
         out.view(&done.json, || render::task(&done.view))?;
         let (code, message) = done
             .view
