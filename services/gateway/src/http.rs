@@ -85,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/", get(routes::live::ui_index))
         .route("/ui/app.js", get(routes::live::ui_app))
         .route("/ui/style.css", get(routes::live::ui_style))
+        .route("/ui/theme.css", get(routes::live::ui_theme))
         .route("/", get(|| async { axum::response::Redirect::to("/ui") }))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))

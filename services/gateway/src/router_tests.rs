@@ -660,3 +660,23 @@ fn the_document_lists_the_statuses_these_tests_produce() {
         .collect();
     assert_eq!(listed, covered);
 }
+
+#[tokio::test]
+async fn the_dashboard_and_the_documentation_share_one_theme() {
+    let app = app();
+
+    let theme = app.get("/ui/theme.css").await;
+    let dashboard = app.get("/ui").await;
+    let docs = app.get("/docs").await;
+
+    assert_eq!(theme.status, StatusCode::OK);
+    assert_eq!(
+        theme.headers[header::CONTENT_TYPE],
+        "text/css; charset=utf-8"
+    );
+    assert!(String::from_utf8(theme.body).unwrap().contains("--panel"));
+    for page in [dashboard, docs] {
+        let html = String::from_utf8(page.body).unwrap();
+        assert!(html.contains(r#"<link rel="stylesheet" href="/ui/theme.css">"#));
+    }
+}

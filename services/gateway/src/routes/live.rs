@@ -80,6 +80,8 @@ pub async fn events(
 const INDEX: &str = include_str!("../../ui/index.html");
 const APP_JS: &str = include_str!("../../ui/app.js");
 const STYLE: &str = include_str!("../../ui/style.css");
+/// The tokens and base rules the dashboard and the API documentation page share.
+const THEME: &str = include_str!("../../ui/theme.css");
 
 pub async fn ui_index() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX)
@@ -94,4 +96,8 @@ pub async fn ui_app() -> impl IntoResponse {
 
 pub async fn ui_style() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE)
+}
+
+pub async fn ui_theme() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], THEME)
 }
