@@ -77,7 +77,7 @@ impl Application {
         let keys = config.keys.keyring()?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-        let log = EventLog::open(&config.data_dir)?;
+        let log = EventLog::open(&config.data_dir, Arc::new(task::Serials))?;
         let admin = tokio::net::TcpListener::bind(config.admin_addr)
             .await
             .with_context(|| format!("cannot bind admin address {}", config.admin_addr))?;
@@ -203,12 +203,12 @@ pub fn print_log(dir: &Path, out: &mut impl std::io::Write) -> anyhow::Result<()
     // A running generator holds the log's lock: read a copy taken now instead (sled recovers
     // a copy as it would after a crash, up to the last flush).
     let snapshot;
-    let log = match EventLog::open(dir) {
+    let log = match EventLog::open(dir, Arc::new(task::Serials)) {
         Ok(log) => log,
         Err(_) => {
             snapshot = tempfile::tempdir()?;
             copy_dir(dir, snapshot.path())?;
-            EventLog::open(snapshot.path())?
+            EventLog::open(snapshot.path(), Arc::new(task::Serials))?
         }
     };
     for entry in log.iter() {

@@ -25,6 +25,7 @@ use crate::stream::Stream;
 
 pub use generate::batch_size;
 use generate::{Job, Writer};
+pub use render::Serials;
 
 /// What a task works with: the log, the ledger, the stream, the keys and the limits.
 #[derive(Clone)]

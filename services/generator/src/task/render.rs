@@ -1,11 +1,41 @@
 //! Rendering a task's batches: each batch's event with its serials written out, and, for a
 //! random-order task, the next batches rendered ahead on blocking threads.
 
-use common::events::GeneratedBatch;
-use common::serial::SerialFormatter;
+use common::events::{write_serials, GeneratedBatch};
+use common::request::valid_model;
+use common::serial::{CheckDigit, Format, SerialFormatter};
 use tracing::info_span;
 
-use crate::log::{Entry, SerialsAt};
+use crate::log::{Entry, SerialsAt, WriteSerials};
+
+/// How the generator writes serials, for the log to write a batch's serials again when it
+/// reads the batch back (it keeps only their numbers).
+pub struct Serials;
+
+impl WriteSerials for Serials {
+    fn writes(&self, model: &str, format: Format) -> bool {
+        // A valid model, all digits under a check digit.
+        valid_model(model)
+            && (format.check_digit == CheckDigit::None || model.bytes().all(|b| b.is_ascii_digit()))
+    }
+
+    fn write_range(&self, model: &str, format: Format, first: u64, count: u64, out: &mut Vec<u8>) {
+        write_serials(&SerialFormatter::new(model, format), first, count, out);
+    }
+
+    fn write_numbers(&self, model: &str, format: Format, numbers: &[u64], out: &mut Vec<u8>) {
+        // Each is written as a sequential scheme writes that number: the same digits, and
+        // the check digit computed over them.
+        let formatter = SerialFormatter::new(model, format);
+        for (i, &number) in numbers.iter().enumerate() {
+            out.extend_from_slice(if i == 0 { b"\"" } else { b"\",\"" });
+            formatter.write(number, out);
+        }
+        if !numbers.is_empty() {
+            out.push(b'"');
+        }
+    }
+}
 
 /// What every batch of a task is made from: [`BatchOf::entry`] gives batch `n`'s log entry.
 #[derive(Clone, Copy)]

@@ -32,7 +32,7 @@ struct Setup {
 /// A worker on a new log and the in-memory stream, its ledger caught up and followed.
 fn setup(single_replica: bool, stream: Arc<FakeStream>, work: WorkConfig) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let log = EventLog::open(dir.path()).unwrap();
+    let log = EventLog::open(dir.path(), Arc::new(super::Serials)).unwrap();
     let ledger = Arc::new(Ledger::new(Fold::planning(), 0, single_replica));
     ledger.mark_ready();
     follow(stream.clone(), ledger.clone());
