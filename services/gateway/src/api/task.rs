@@ -5,53 +5,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// Celery's state names, so old clients keep working.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum State {
-    Pending,
-    Started,
-    Success,
-    Failure,
-}
-
-impl State {
-    pub fn parse(s: &str) -> Option<State> {
-        Some(match s.to_ascii_uppercase().as_str() {
-            "PENDING" => State::Pending,
-            "STARTED" => State::Started,
-            "SUCCESS" => State::Success,
-            "FAILURE" => State::Failure,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Pending => "PENDING",
-            State::Started => "STARTED",
-            State::Success => "SUCCESS",
-            State::Failure => "FAILURE",
-        }
-    }
-
-    /// SUCCESS and FAILURE never change again.
-    pub fn is_final(self) -> bool {
-        matches!(self, State::Success | State::Failure)
-    }
-}
+/// Celery's state names, so old clients keep working; the CLI reads the same enum.
+pub use common::state::State;
 
 /// Why a task failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -165,15 +165,10 @@ impl Views {
 
     /// Tasks per state.
     pub fn counts(&self) -> HashMap<State, u64> {
-        [
-            State::Pending,
-            State::Started,
-            State::Success,
-            State::Failure,
-        ]
-        .into_iter()
-        .map(|s| (s, self.counts[s as usize]))
-        .collect()
+        State::ALL
+            .into_iter()
+            .map(|s| (s, self.counts[s as usize]))
+            .collect()
     }
 
     pub fn len(&self) -> usize {
