@@ -8,7 +8,8 @@
 //!   another scheme is void;
 //! - a model whose serials could be another model's (see [`could_meet`]) is refused when its
 //!   scheme would be fixed: that declaration or reservation is void;
-//! - the first reservation of a number holds; a later overlapping one is void.
+//! - the first reservation of a number holds; a later overlapping one is void (see
+//!   [`RangeSet`], which both ledgers and snapshot checks can hold ranges in).
 //!
 //! A void reservation issues nothing: its task plans again and gets a conflict, a mismatch, or
 //! other numbers.
@@ -34,6 +35,79 @@ impl Range {
     /// How many numbers the range holds.
     pub fn count(&self) -> u64 {
         self.last - self.first + 1
+    }
+}
+
+/// Ranges of numbers that never overlap, by first number: the rule "the first reservation in
+/// stream order wins" in one place. Insert ranges in stream order; one that overlaps a range
+/// already held is refused and the held one kept.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RangeSet(BTreeMap<u64, Range>);
+
+impl RangeSet {
+    pub fn new() -> RangeSet {
+        RangeSet::default()
+    }
+
+    /// Holds `range`, unless it overlaps a range held already: then that earlier one wins and
+    /// is returned, and the set is unchanged.
+    pub fn insert(&mut self, range: Range) -> Result<(), Range> {
+        if let Some(hit) = self.overlap(range.first, range.last) {
+            return Err(hit);
+        }
+        self.0.insert(range.first, range);
+        Ok(())
+    }
+
+    /// A held range overlapping `[first, last]`, if any.
+    pub fn overlap(&self, first: u64, last: u64) -> Option<Range> {
+        // Ranges are disjoint, so only the one starting closest below `last` can reach `first`.
+        self.0
+            .range(..=last)
+            .next_back()
+            .map(|(_, r)| *r)
+            .filter(|r| r.last >= first)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every range, by first number.
+    pub fn iter(&self) -> impl Iterator<Item = &Range> {
+        self.0.values()
+    }
+
+    /// The ranges starting after `after` (all of them for `None`), by first number.
+    pub fn after(&self, after: Option<u64>) -> impl Iterator<Item = &Range> {
+        let lower = match after {
+            Some(a) => std::ops::Bound::Excluded(a),
+            None => std::ops::Bound::Unbounded,
+        };
+        self.0
+            .range((lower, std::ops::Bound::Unbounded))
+            .map(|(_, r)| r)
+    }
+
+    /// The first number of the first gap of `count` free numbers at or above `from`, all
+    /// below `capacity`.
+    pub fn gap_from(&self, from: u64, count: u64, capacity: u128) -> Option<u64> {
+        let mut at = u128::from(from);
+        if let Some((_, r)) = self.0.range(..=from).next_back() {
+            at = at.max(u128::from(r.last) + 1);
+        }
+        let start = u64::try_from(at).ok()?;
+        for r in self.0.range(start..).map(|(_, r)| r) {
+            if u128::from(r.first) >= at + u128::from(count) {
+                break;
+            }
+            at = u128::from(r.last) + 1;
+        }
+        (at + u128::from(count) <= capacity).then_some(at as u64)
     }
 }
 
@@ -105,8 +179,7 @@ struct ModelLedger {
     scheme: Option<Format>,
     /// Stream sequence of the declaration or reservation that fixed the scheme.
     scheme_seq: u64,
-    /// By first number; never overlapping.
-    ranges: BTreeMap<u64, Range>,
+    ranges: RangeSet,
     by_task: HashMap<Uuid, Range>,
     /// Stream sequence of the last message seen on this model's ledger subject.
     last_seq: u64,
@@ -206,7 +279,7 @@ impl Ledger {
             if first > last || too_wide || unchecked.is_some_and(|s| !valid_scheme(model, s)) {
                 return Applied::Void(Void::Malformed);
             }
-            if let Some(hit) = overlap(m, first, last) {
+            if let Some(hit) = m.ranges.overlap(first, last) {
                 return Applied::Void(Void::Overlap(hit));
             }
             match (fixed, r.scheme) {
@@ -225,7 +298,10 @@ impl Ledger {
             m.scheme = r.scheme;
             m.scheme_seq = seq;
         }
-        m.ranges.insert(first, r.range);
+        // Checked above, before the scheme rules (an overlap is reported first).
+        if let Err(hit) = m.ranges.insert(r.range) {
+            return Applied::Void(Void::Overlap(hit));
+        }
         if track_tasks {
             m.by_task.insert(task, r.range);
         }
@@ -299,7 +375,7 @@ impl Ledger {
 
     /// An issued range of `model` overlapping `[first, last]`, if any.
     pub fn overlap(&self, model: &str, first: u64, last: u64) -> Option<Range> {
-        overlap(self.models.get(model)?, first, last)
+        self.models.get(model)?.ranges.overlap(first, last)
     }
 
     /// Decides what `task` should reserve: `number` explicit or `None` for the next free
@@ -351,7 +427,7 @@ impl Ledger {
             },
         };
         let last = first + (count - 1);
-        if let Some(hit) = overlap(m, first, last) {
+        if let Some(hit) = m.ranges.overlap(first, last) {
             return Plan::Conflict(hit);
         }
         Plan::Reserve {
@@ -374,7 +450,7 @@ impl Ledger {
             let scheme = m.scheme?;
             let formatter = SerialFormatter::keyed(code, scheme, keys).ok()?;
             let number = formatter.parse(serial)?;
-            let range = overlap(m, number, number)?;
+            let range = m.ranges.overlap(number, number)?;
             Some((code.as_str(), number, range))
         })
     }
@@ -390,22 +466,17 @@ impl Ledger {
 
     /// A model's issued ranges, by first number, from `after` on (exclusive).
     pub fn ranges_of(&self, model: &str, after: Option<u64>) -> impl Iterator<Item = &Range> {
-        let lower = match after {
-            Some(a) => std::ops::Bound::Excluded(a),
-            None => std::ops::Bound::Unbounded,
-        };
-        self.models.get(model).into_iter().flat_map(move |m| {
-            m.ranges
-                .range((lower, std::ops::Bound::Unbounded))
-                .map(|(_, r)| r)
-        })
+        self.models
+            .get(model)
+            .into_iter()
+            .flat_map(move |m| m.ranges.after(after))
     }
 
     /// Every range with its model, for snapshots.
     pub fn ranges(&self) -> impl Iterator<Item = (&str, &Range)> {
         self.models
             .iter()
-            .flat_map(|(model, m)| m.ranges.values().map(move |r| (model.as_str(), r)))
+            .flat_map(|(model, m)| m.ranges.iter().map(move |r| (model.as_str(), r)))
     }
 
     /// Every model's state but its ranges, for snapshots.
@@ -461,35 +532,13 @@ fn summary<'a>(code: &'a str, m: &ModelLedger) -> ModelSummary<'a> {
     }
 }
 
-fn overlap(m: &ModelLedger, first: u64, last: u64) -> Option<Range> {
-    // Ranges are disjoint, so only the one starting closest below `last` can reach `first`.
-    m.ranges
-        .range(..=last)
-        .next_back()
-        .map(|(_, r)| *r)
-        .filter(|r| r.last >= first)
-}
-
 /// The first number of the first gap of `count` numbers above the model's automatic cursor,
 /// or, if none is left up there, the first from 1 on. Numbers stay below `capacity`.
 fn first_fit(m: &ModelLedger, count: u64, capacity: u128) -> Option<u64> {
     let above = m.cursor.saturating_add(1).max(1);
-    gap_from(m, above, count, capacity).or_else(|| gap_from(m, 1, count, capacity))
-}
-
-fn gap_from(m: &ModelLedger, from: u64, count: u64, capacity: u128) -> Option<u64> {
-    let mut at = u128::from(from);
-    if let Some((_, r)) = m.ranges.range(..=from).next_back() {
-        at = at.max(u128::from(r.last) + 1);
-    }
-    let start = u64::try_from(at).ok()?;
-    for r in m.ranges.range(start..).map(|(_, r)| r) {
-        if u128::from(r.first) >= at + u128::from(count) {
-            break;
-        }
-        at = u128::from(r.last) + 1;
-    }
-    (at + u128::from(count) <= capacity).then_some(at as u64)
+    m.ranges
+        .gap_from(above, count, capacity)
+        .or_else(|| m.ranges.gap_from(1, count, capacity))
 }
 
 #[cfg(test)]
@@ -732,6 +781,29 @@ mod tests {
         assert_eq!(l.lookup("0200000000001", &keys), None);
         assert_eq!(l.lookup("0111é0000005", &keys), None);
         assert_eq!(l.lookup("", &keys), None);
+    }
+
+    #[test]
+    fn a_range_set_keeps_the_first_of_overlapping_ranges() {
+        let mut set = RangeSet::new();
+        let a = res(10, 20, true).range;
+        assert_eq!(set.insert(a), Ok(()));
+        // Later and overlapping at either end, or inside: the earlier one wins.
+        for (first, last) in [(5, 10), (20, 25), (12, 13), (1, 100)] {
+            let later = res(first, last, true).range;
+            assert_eq!(set.insert(later), Err(a), "{first}..={last}");
+        }
+        assert_eq!(set.insert(res(21, 30, true).range), Ok(()));
+        assert_eq!(set.len(), 2);
+        assert_eq!(set.overlap(1, 9), None);
+        assert_eq!(set.overlap(30, 40).map(|r| r.first), Some(21));
+        assert_eq!(
+            set.after(Some(10)).map(|r| r.first).collect::<Vec<_>>(),
+            [21]
+        );
+        assert_eq!(set.gap_from(1, 9, 100), Some(1));
+        assert_eq!(set.gap_from(1, 10, 100), Some(31));
+        assert_eq!(set.gap_from(95, 10, 100), None);
     }
 
     #[test]
