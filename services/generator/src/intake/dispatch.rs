@@ -3,6 +3,7 @@
 //! handed back for a retry, or ended in FAILURE past its deliveries.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{AckKind, Message};
@@ -73,6 +74,17 @@ async fn not_started(w: &Worker, taken: Taken) {
     let _ = delivery.current().ack_with(how).await;
 }
 
+/// One taken request being run: its task attempted until it ends, then answered.
+struct Run {
+    w: Worker,
+    req: GenerateRequested,
+    delivery: Arc<Delivery>,
+    /// This replica's reservation turn, taken by the dispatcher in delivery order: the first
+    /// attempt reserves under it; an attempt after it waits for the turn again.
+    turn: Option<Turn>,
+    cancel: CancellationToken,
+}
+
 /// Runs one taken request to its answer; a panic hands it back.
 async fn run_taken(w: Worker, taken: Taken, turn: Turn, cancel: CancellationToken) {
     let Taken {
@@ -82,8 +94,17 @@ async fn run_taken(w: Worker, taken: Taken, turn: Turn, cancel: CancellationToke
         held,
         alive,
     } = taken;
-    let run = AssertUnwindSafe(handle(&w, req, &delivery, alive, turn, &cancel));
-    let panicked = run.catch_unwind().await.is_err();
+    let mut run = Run {
+        w,
+        req,
+        delivery: delivery.clone(),
+        turn: Some(turn),
+        cancel,
+    };
+    let panicked = AssertUnwindSafe(run.handle(alive))
+        .catch_unwind()
+        .await
+        .is_err();
     // Released before any hand-back, so that a redelivery arriving here at once is run
     // rather than joined to this finished run.
     held.release(&delivery);
@@ -96,81 +117,75 @@ async fn run_taken(w: Worker, taken: Taken, turn: Turn, cancel: CancellationToke
     drop(permit);
 }
 
-async fn handle(
-    w: &Worker,
-    req: GenerateRequested,
-    delivery: &Delivery,
-    alive: KeepAlive,
-    turn: Turn,
-    cancel: &CancellationToken,
-) {
-    let msg = delivery.current();
-    let (delivered, pending) = msg
-        .info()
-        .map(|i| (i.delivered, i.pending))
-        .unwrap_or((1, 0));
-    metrics::gauge!("sn_consumer_pending").set(pending as f64);
-    let span = info_span!(
-        "process",
-        otel.name = format!("process {}", msg.subject),
-        otel.kind = "consumer",
-        task_id = %req.task_id,
-        code_model = %req.code_model,
-        count = req.count,
-        messaging.system = "nats",
-        messaging.operation.type = "process",
-        messaging.destination.name = %msg.subject,
-        messaging.consumer.group.name = subjects::GENERATOR_CONSUMER,
-        delivery = delivered,
-    );
-    common::telemetry::set_parent_from(&span, msg.headers.as_ref());
-    drop(msg);
-    async {
-        let started = Instant::now();
-        let running = w.ledger.task_started();
-        let result = run_retrying(w, &req, turn, delivered > 1, cancel).await;
-        // Its events are out (but for the failure of a last delivery, which `finish` may
-        // still publish: a chained completion of another task then only goes out twice).
-        drop(running);
-        let msg = delivery.current();
-        let delivered = msg.info().map(|i| i.delivered).unwrap_or(delivered);
-        finish(w, &req, &msg, delivered, result, alive).await;
-        tracing::debug!(elapsed = ?started.elapsed(), "request handled");
+impl Run {
+    /// Runs the task in the span of the request and answers the request; `alive` keeps it
+    /// from being redelivered until then.
+    async fn handle(&mut self, alive: KeepAlive) {
+        let msg = self.delivery.current();
+        let (delivered, pending) = msg
+            .info()
+            .map(|i| (i.delivered, i.pending))
+            .unwrap_or((1, 0));
+        metrics::gauge!("sn_consumer_pending").set(pending as f64);
+        let req = &self.req;
+        let span = info_span!(
+            "process",
+            otel.name = format!("process {}", msg.subject),
+            otel.kind = "consumer",
+            task_id = %req.task_id,
+            code_model = %req.code_model,
+            count = req.count,
+            messaging.system = "nats",
+            messaging.operation.type = "process",
+            messaging.destination.name = %msg.subject,
+            messaging.consumer.group.name = subjects::GENERATOR_CONSUMER,
+            delivery = delivered,
+        );
+        common::telemetry::set_parent_from(&span, msg.headers.as_ref());
+        drop(msg);
+        async {
+            let started = Instant::now();
+            let ledger = self.w.ledger.clone();
+            let running = ledger.task_started();
+            let result = self.run_retrying(delivered > 1).await;
+            // Its events are out (but for the failure of a last delivery, which `finish` may
+            // still publish: a chained completion of another task then only goes out twice).
+            drop(running);
+            let msg = self.delivery.current();
+            let delivered = msg.info().map(|i| i.delivered).unwrap_or(delivered);
+            finish(&self.w, &self.req, &msg, delivered, result, alive).await;
+            tracing::debug!(elapsed = ?started.elapsed(), "request handled");
+        }
+        .instrument(span)
+        .await;
     }
-    .instrument(span)
-    .await;
-}
 
-/// Runs the task, trying again in place while NATS is unreachable or slow (a restart, a
-/// leader election): such failures say nothing about the request, so they do not spend its
-/// deliveries. Other failures, and transient ones lasting over `RETRY_FOR`, are returned.
-async fn run_retrying(
-    w: &Worker,
-    req: &GenerateRequested,
-    turn: Turn,
-    redelivered: bool,
-    cancel: &CancellationToken,
-) -> Result<Outcome, TaskError> {
-    let until = Instant::now() + RETRY_FOR;
-    let mut turn = Some(turn);
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-    loop {
-        let turn = match turn.take() {
-            Some(t) => t,
-            None => w.ledger.take_turn().await,
-        };
-        match task::run(w, req, turn, redelivered, cancel).await {
-            // Not with a failed log: the request goes to another replica instead.
-            Err(e) if e.is_transient() && w.log.fault().is_none() && Instant::now() < until => {
-                let delay = backoff.next_delay();
-                tracing::warn!(task_id = %req.task_id, error = %e, retry_in = ?delay, "task interrupted, trying again");
-                tokio::select! {
-                    _ = cancel.cancelled() => return Err(TaskError::Stopped),
-                    _ = w.log.failed() => return Err(e),
-                    _ = tokio::time::sleep(delay) => {}
+    /// Runs the task, trying again in place while NATS is unreachable or slow (a restart, a
+    /// leader election): such failures say nothing about the request, so they do not spend
+    /// its deliveries. Other failures, and transient ones lasting over `RETRY_FOR`, are
+    /// returned.
+    async fn run_retrying(&mut self, redelivered: bool) -> Result<Outcome, TaskError> {
+        let until = Instant::now() + RETRY_FOR;
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        loop {
+            let turn = match self.turn.take() {
+                Some(t) => t,
+                None => self.w.ledger.take_turn().await,
+            };
+            let (w, req) = (&self.w, &self.req);
+            match task::run(w, req, turn, redelivered, &self.cancel).await {
+                // Not with a failed log: the request goes to another replica instead.
+                Err(e) if e.is_transient() && w.log.fault().is_none() && Instant::now() < until => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(task_id = %req.task_id, error = %e, retry_in = ?delay, "task interrupted, trying again");
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return Err(TaskError::Stopped),
+                        _ = w.log.failed() => return Err(e),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
                 }
+                other => return other,
             }
-            other => return other,
         }
     }
 }

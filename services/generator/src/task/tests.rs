@@ -340,3 +340,27 @@ async fn a_redelivered_task_that_ended_is_replayed_without_issuing_anything() {
         "the same ids: nothing new stored"
     );
 }
+
+#[tokio::test]
+async fn an_explicit_range_over_an_issued_one_is_refused_without_publishing() {
+    let s = setup(true, Arc::default(), small_batches());
+    let winner = reservation_of_another(1, 10);
+    s.stream.store(&winner.subject, &winner.id, winner.payload);
+    s.w.ledger.wait_until_folded(MODEL, 1).await.unwrap();
+    let stored = s.stream.messages().len();
+    let req = GenerateRequested {
+        number: Some(8),
+        ..request(5)
+    };
+
+    let reservation = crate::reserve::reserve(&s.w, &req).await.unwrap();
+
+    assert!(
+        matches!(
+            reservation,
+            crate::reserve::Reservation::Refused(common::events::codes::RANGE_CONFLICT, _)
+        ),
+        "{reservation:?}"
+    );
+    assert_eq!(s.stream.messages().len(), stored, "nothing published");
+}
