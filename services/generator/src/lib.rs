@@ -3,8 +3,10 @@
 //! publishes it.
 //!
 //! Flow: `intake` (durable pull consumer) -> `task` (one request) -> `reserve` (CAS on the
-//! ledger subject, fed by `follower`) -> batches through `outbox` (log, flush, publish,
-//! await acks). `admin` serves health and metrics.
+//! ledger subject, planned on and decided by `ledger`, which follows the stream) -> batches
+//! through `outbox` (log, flush, publish, await acks). Each part is given the handles it uses
+//! (`task::Worker`: the `log`, the `ledger`, the `stream` port, the keys and limits); none
+//! reaches into shared state. `admin` serves health and metrics.
 
 mod admin;
 pub mod config;

@@ -37,17 +37,19 @@
 //! fails the log for good: every later write and flush returns [`LogError::Failed`] at once,
 //! and [`EventLog::failed`] tells the replica, which stops taking work (see `intake`).
 mod entry;
+mod gate;
 mod snapshot;
 #[cfg(test)]
 mod tests;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
 
+use gate::{Fault, Gate};
 use snapshot::ledger_kv;
 
 pub use entry::{Entry, SerialsAt, WriteSerials};
@@ -131,60 +133,6 @@ pub struct EventLog {
 /// own, which a full disk refuses, leaves the I/O buffer it was reserved in never written,
 /// and every flush waiting for that buffer). No healthy disk takes this long.
 const FLUSH_DEADLINE: Duration = Duration::from_secs(30);
-
-/// The first error sled gave once the log was open (a full disk, an I/O error). It stays:
-/// after an I/O error sled 0.34 fails every later call too, and a log that cannot record
-/// must not be trusted with work until the process starts again on a repaired disk.
-#[derive(Default)]
-struct Fault {
-    reason: OnceLock<String>,
-    raised: tokio_util::sync::CancellationToken,
-}
-
-/// Turns to write or flush, one at a time. sled 0.34 can deadlock when a flush runs while
-/// other threads write (seen under load: every writer and the flush parked for ever), so
-/// writes and flushes take turns. Unlike a plain mutex, a wait for a turn ends once the log
-/// has failed: a flush sled never answers keeps its turn for ever.
-#[derive(Default)]
-struct Gate {
-    busy: Mutex<bool>,
-    free: Condvar,
-}
-
-/// A turn on the [`Gate`], given back when dropped.
-struct Turn<'a>(&'a Gate);
-
-impl Gate {
-    /// Waits for a turn; `None` once `failed` says the log failed.
-    fn enter(&self, failed: impl Fn() -> bool) -> Option<Turn<'_>> {
-        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
-        while *busy {
-            if failed() {
-                return None;
-            }
-            busy = self
-                .free
-                .wait_timeout(busy, Duration::from_millis(100))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        *busy = true;
-        Some(Turn(self))
-    }
-}
-
-impl Drop for Turn<'_> {
-    fn drop(&mut self) {
-        *self.0.busy.lock().unwrap_or_else(|e| e.into_inner()) = false;
-        self.0.free.notify_one();
-    }
-}
-
-impl Fault {
-    fn is_raised(&self) -> bool {
-        self.reason.get().is_some()
-    }
-}
 
 /// One single-key write: a key and its value.
 type Write = (sled::IVec, sled::IVec);
