@@ -1,8 +1,8 @@
 use clap::Parser;
 use generator::config::{Cli, Command};
 
-/// jemalloc, with the options built in by `.cargo/config.toml` (BENCHMARKS.md, "Changes
-/// since bce979d").
+/// jemalloc, with the options built in by `.cargo/config.toml` (BENCHMARKS.md, "The
+/// allocator: jemalloc").
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

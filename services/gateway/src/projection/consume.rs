@@ -57,8 +57,9 @@ async fn follow(
     let stream = js.get_stream_no_info(subjects::STREAM).await?;
     let mut consumer = stream
         // Pushed rather than pulled, and unfiltered (the stream holds only `sn.>`): a replay
-        // then never waits for a pull request, and the server skips subject matching. Both
-        // measured about 2x faster on a replay of 1,000,000 events (BENCHMARKS.md).
+        // then never waits for a pull request, and the server skips subject matching;
+        // together more than twice as fast on a replay of 1,000,000 events (BENCHMARKS.md,
+        // "Startup and replay").
         .create_consumer(OrderedConfig {
             deliver_subject: js.client().new_inbox(),
             deliver_policy: DeliverPolicy::ByStartSequence {

@@ -15,10 +15,10 @@ use crate::config::WorkConfig;
 /// How a request goes back to JetStream when this replica's log has failed: after its
 /// last pull request has expired. The replica pulls no more once the log fails, but a pull
 /// sent just before is still open at the server for up to `PULL_EXPIRES_SECS`; a request
-/// handed back sooner could be delivered to it again, and each such round trip would spend
+/// given back sooner could be delivered to it again, and each such round trip would spend
 /// one of the request's deliveries. So a request spends one delivery on a broken replica,
 /// and only one.
-pub fn hand_back(work: &WorkConfig) -> AckKind {
+pub fn give_back(work: &WorkConfig) -> AckKind {
     let expires = Duration::from_secs(work.pull_expires_secs.max(1));
     AckKind::Nak(Some(expires + Duration::from_secs(1)))
 }
@@ -29,7 +29,7 @@ pub struct Taken {
     pub delivery: Arc<Delivery>,
     pub permit: OwnedSemaphorePermit,
     pub held: Arc<Holdings>,
-    /// Stopped just before the request is handed back, or once it is answered.
+    /// Stopped just before the request is given back to JetStream, or once it is answered.
     pub alive: KeepAlive,
 }
 
@@ -46,7 +46,7 @@ impl KeepAlive {
         KeepAlive(Some(task))
     }
 
-    /// Once this returns, no word of progress goes out any more: one sent after a Nak with
+    /// Once this returns, no progress ack goes out any more: one sent after a Nak with
     /// a delay would restart the ack wait and hold back the request's redelivery.
     pub async fn stop(mut self) {
         if let Some(task) = self.0.take() {

@@ -1,6 +1,6 @@
 //! Runs taken requests: each gets this replica's reservation turn in the order taken, runs
 //! as a task (tried again in place while NATS is unreachable), and is answered: acked,
-//! handed back for a retry, or ended in FAILURE past its deliveries.
+//! given back to JetStream for a retry, or ended in FAILURE past its deliveries.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info_span, Instrument};
 
-use super::delivery::{hand_back, Delivery, KeepAlive, Taken};
+use super::delivery::{give_back, Delivery, KeepAlive, Taken};
 use crate::ledger::Turn;
 use crate::task::{self, Outcome, TaskError, Worker};
 
@@ -35,7 +35,7 @@ pub async fn dispatch(
     while let Some(taken) = queue.recv().await {
         while tasks.try_join_next().is_some() {}
         if cancel.is_cancelled() || w.log.fault().is_some() {
-            // Stopping, or nothing can be logged: hand back what has not started, for
+            // Stopping, or nothing can be logged: give back to JetStream what has not started, for
             // another replica or the next start.
             not_started(&w, taken).await;
             continue;
@@ -67,7 +67,7 @@ async fn not_started(w: &Worker, taken: Taken) {
     let how = match w.log.fault() {
         Some(_) => {
             tracing::info!(task_id = %delivery.task, "handing back a request not started: the event log failed");
-            hand_back(&w.work)
+            give_back(&w.work)
         }
         None => AckKind::Nak(None),
     };
@@ -199,7 +199,7 @@ async fn finish(
     alive: KeepAlive,
 ) {
     // The request stays alive until it is answered (recording the failure of a last
-    // delivery can take a while), and goes quiet before it is handed back.
+    // delivery can take a while), and goes quiet before it is given back to JetStream.
     let state = match result {
         Ok(Outcome::Success) => "success",
         Ok(Outcome::Failure) => "failure",
@@ -210,7 +210,7 @@ async fn finish(
         Err(e) if w.log.fault().is_some() => {
             tracing::warn!(task_id = %req.task_id, delivered, error = %e, "handing the request back: the event log failed");
             alive.stop().await;
-            let _ = msg.ack_with(hand_back(&w.work)).await;
+            let _ = msg.ack_with(give_back(&w.work)).await;
             return;
         }
         Err(TaskError::Stopped) => {
@@ -239,7 +239,7 @@ async fn finish(
     if let Err(e) = msg.double_ack().await {
         tracing::warn!(task_id = %req.task_id, error = %e, "cannot ack the request; it will be replayed");
     }
-    // Answered: a word of progress still on its way is ignored, so no need to wait for it.
+    // Answered: a progress ack still on its way is ignored, so no need to wait for it.
     drop(alive);
     metrics::counter!("sn_tasks_total", "state" => state).increment(1);
 }

@@ -8,7 +8,7 @@
 //!
 //! A failed event log (a full disk, an I/O error) is this replica's fault, not the
 //! request's: the replica stops pulling at once, is not retried in place, records no
-//! FAILURE, and hands back every request it holds (see [`delivery::hand_back`]), so another
+//! FAILURE, and gives every request it holds back to JetStream with a delayed Nak (see [`delivery::give_back`]), so another
 //! replica finishes them.
 
 mod decode;
@@ -31,7 +31,7 @@ use crate::config::WorkConfig;
 use crate::task::Worker;
 use crate::Nats;
 use decode::{decode, refuse, Decoded};
-use delivery::{hand_back, Holdings, KeepAlive, Taken};
+use delivery::{give_back, Holdings, KeepAlive, Taken};
 use dispatch::dispatch;
 
 pub fn consumer_config(work: &WorkConfig) -> pull::Config {
@@ -105,7 +105,7 @@ pub async fn run(w: Worker, nats: Nats, cancel: CancellationToken) {
     if let Some(fault) = intake.w.log.fault() {
         tracing::error!(
             %fault,
-            "the event log failed: this replica takes no more requests and hands back those \
+            "the event log failed: this replica takes no more requests and gives back those \
              it holds for the other replicas; it stays not ready until it is restarted"
         );
     }
@@ -174,7 +174,7 @@ async fn take_pulled(
             let next = tokio::select! {
                 _ = cancel.cancelled() => return Next::Stop,
                 _ = intake.w.log.failed() => {
-                    hand_back_pulled(&intake.w, batch, cancel).await;
+                    return_pulled(&intake.w, batch, cancel).await;
                     return Next::Stop;
                 }
                 Ok(()) = connections.changed() => {
@@ -250,7 +250,7 @@ async fn take(intake: &Intake, msg: Message, permit: OwnedSemaphorePermit) {
 
 /// Hands back, unread, whatever the pull open when the log failed still brings, until it
 /// ends (at the latest after `PULL_EXPIRES_SECS`).
-async fn hand_back_pulled(w: &Worker, mut batch: Batch, cancel: &CancellationToken) {
+async fn return_pulled(w: &Worker, mut batch: Batch, cancel: &CancellationToken) {
     loop {
         let next = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -259,7 +259,7 @@ async fn hand_back_pulled(w: &Worker, mut batch: Batch, cancel: &CancellationTok
         match next {
             Some(Ok(msg)) => {
                 tracing::info!(subject = %msg.subject, "handing back a request: the event log failed");
-                let _ = msg.ack_with(hand_back(&w.work)).await;
+                let _ = msg.ack_with(give_back(&w.work)).await;
             }
             Some(Err(_)) | None => return,
         }
