@@ -466,6 +466,9 @@ async fn downloads_refuse_what_cannot_be_served() {
     let bad_follow = app
         .get(&format!("/tasks/{running}/serials?follow=maybe"))
         .await;
+    let bad_format = app
+        .get(&format!("/tasks/{running}/serials?format=xml"))
+        .await;
     app.broker.disconnect();
     let unreachable = app.get(&format!("/tasks/{unknown}/serials")).await;
 
@@ -476,7 +479,31 @@ async fn downloads_refuse_what_cannot_be_served() {
         (StatusCode::CONFLICT, "not_ready".into())
     );
     assert_eq!(bad_follow.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        (bad_format.status, bad_format.code()),
+        (StatusCode::BAD_REQUEST, "bad_request".into())
+    );
     assert_eq!(unreachable.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_with_json_errors() {
+    let app = app();
+    let route = app.get("/no/such/route").await;
+    let method = app.write(Method::DELETE, "/generate_sn", json!({})).await;
+
+    assert_eq!(
+        (route.status, route.code()),
+        (StatusCode::NOT_FOUND, "not_found".into())
+    );
+    assert_eq!(
+        (method.status, method.code()),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed".into())
+    );
+    assert_eq!(
+        method.headers.get(header::CONTENT_TYPE).unwrap(),
+        "application/json"
+    );
 }
 
 #[tokio::test]

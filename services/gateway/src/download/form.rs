@@ -11,25 +11,27 @@ pub enum Form {
 }
 
 impl Form {
-    /// `?format=csv|ndjson|text` (for links, which cannot set headers) wins over `Accept`.
-    pub fn pick(format: Option<&str>, headers: &HeaderMap) -> Form {
+    /// `?format=csv|ndjson|text` (for links, which cannot set headers) wins over `Accept`;
+    /// any other `format` is refused (`None`) rather than quietly served as text.
+    pub fn pick(format: Option<&str>, headers: &HeaderMap) -> Option<Form> {
         match format {
-            Some("csv") => return Form::Csv,
-            Some("ndjson") => return Form::Ndjson,
-            Some("text") | Some("txt") => return Form::Text,
-            _ => {}
+            Some("csv") => return Some(Form::Csv),
+            Some("ndjson") => return Some(Form::Ndjson),
+            Some("text") | Some("txt") => return Some(Form::Text),
+            Some(_) => return None,
+            None => {}
         }
         let accept = headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        if accept.contains("text/csv") {
+        Some(if accept.contains("text/csv") {
             Form::Csv
         } else if accept.contains("application/x-ndjson") {
             Form::Ndjson
         } else {
             Form::Text
-        }
+        })
     }
 
     pub fn content_type(self) -> &'static str {

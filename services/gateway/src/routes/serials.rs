@@ -36,7 +36,7 @@ pub struct DownloadQuery {
         (status = 200, description = "One serial per line; CSV `serial,number`; or NDJSON", content(
             (String = "text/plain"), (String = "text/csv"), (String = "application/x-ndjson")
         )),
-        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 400, description = "Malformed id, or a format other than text, csv or ndjson", body = ErrorBody),
         (status = 404, description = "Unknown task", body = ErrorBody),
         (status = 409, description = "Task not SUCCESS yet (without follow), or FAILURE", body = ErrorBody),
         (status = 422, description = "Invalid follow", body = ErrorBody),
@@ -61,6 +61,9 @@ pub async fn download(
             })
         }
     };
+    let form = Form::pick(q.format.as_deref(), &headers).ok_or_else(|| {
+        ApiError::BadRequest("format: must be text, csv or ndjson (or left out for Accept)".into())
+    })?;
     // Subscribed before the lookup, so a change in between is not missed.
     let changes = state.projection.changes();
     let view = find(&state, id).await?;
@@ -75,7 +78,6 @@ pub async fn download(
             ),
         });
     }
-    let form = Form::pick(q.format.as_deref(), &headers);
     let download = Download {
         task: id,
         code_model: view.code_model.clone(),
