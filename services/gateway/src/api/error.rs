@@ -11,8 +11,9 @@ pub struct ErrorBody {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Machine-readable: `bad_request`, `unauthorized`, `not_found`, `range_conflict`,
-    /// `namespace_conflict`, `scheme_conflict`, `format_mismatch`, `payload_too_large`,
+    /// Machine-readable: `bad_request`, `unauthorized`, `not_found`, `method_not_allowed`,
+    /// `not_ready`, `range_conflict`, `namespace_conflict`, `scheme_conflict`,
+    /// `format_mismatch`, `payload_too_large`,
     /// `unsupported_media_type`, `invalid_field`, `idempotency_key_reused`, `unavailable`,
     /// `internal`.
     pub code: String,

@@ -1,8 +1,9 @@
 //! The append-only event log in sled: the only module that touches sled.
 //!
-//! It stores and returns entries (events as published) and the ledger snapshot; it knows no
-//! serial format. This module holds the log itself: appends, flushes, what is still to
-//! publish, a task's entries, and how the log fails. `entry` is how one entry is stored (a
+//! It stores and returns entries (events as published) and the ledger snapshot; it renders
+//! no serials (only `entry` reads a random-order batch's digits back as numbers). This module
+//! holds the log itself: appends, flushes, what is still to publish, a task's entries, and how
+//! the log fails. `entry` is how one entry is stored (a
 //! generated batch as its numbers, its serials written again by the [`WriteSerials`] the
 //! log was opened with), `snapshot` the ledger snapshot.
 //!
@@ -71,7 +72,7 @@ const VERSION: &[u8] = b"mversion";
 /// generator rolled back onto a newer log stops with a clear error instead of misreading it.
 ///
 /// - 1: the first recorded layout.
-/// - 2: random-order batches stored with their serials as numbers ([`WITH_IMAGES`]).
+/// - 2: random-order batches stored with their serials as numbers (`entry::WITH_IMAGES`).
 pub const LOG_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
