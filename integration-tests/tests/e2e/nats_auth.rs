@@ -162,19 +162,20 @@ async fn role_users_run_the_pipeline_and_are_refused_what_they_must_not_do() {
     let mut events = observer.subscribe("sn.>").await.unwrap();
     observer.flush().await.unwrap();
     let id = submit(&gw, json!({"code_model": "0111", "count": 1})).await;
-    // Events of the earlier tasks may still be arriving: the request of this one is among
-    // the next ones.
+    // Events of the earlier tasks may still be arriving, and NATS does not order messages of
+    // different publishers: the generator's events of this task may overtake the gateway's
+    // request on their way to the observer. The request is among the next messages.
     let seen = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let m = futures::StreamExt::next(&mut events).await.unwrap();
-            if m.subject.ends_with(&id) {
+            if m.subject.ends_with(&id) && m.subject.contains(".requested.") {
                 return m;
             }
         }
     })
     .await
     .expect("the observer sees the request");
-    assert!(seen.subject.contains(".requested."), "{}", seen.subject);
+    assert_eq!(seen.subject.as_str(), format!("sn.0111.requested.{id}"));
     let _inbox = observer.subscribe("_INBOX.x").await.unwrap();
     observer.flush().await.unwrap();
     let error = tokio::time::timeout(Duration::from_secs(5), errors.recv())
