@@ -61,6 +61,22 @@ pub struct ModelBody {
     pub scheme: Option<SchemeView>,
 }
 
+impl ModelBody {
+    /// A model nothing was issued to yet, with the scheme it was declared with, if any.
+    pub fn unused(code_model: String, scheme: Option<SchemeView>) -> ModelBody {
+        ModelBody {
+            code_model,
+            issued: 0,
+            next_automatic: 1,
+            next_cursor: None,
+            range_count: 0,
+            ranges: None,
+            remaining: None,
+            scheme,
+        }
+    }
+}
+
 /// `GET /models`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModelList {

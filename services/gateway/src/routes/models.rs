@@ -100,16 +100,7 @@ pub async fn declare(
         // Not folded yet: stored, and decided in stream order like any other.
         None => Ok((
             StatusCode::ACCEPTED,
-            Json(ModelBody {
-                code_model,
-                issued: 0,
-                next_automatic: 1,
-                next_cursor: None,
-                range_count: 0,
-                ranges: None,
-                remaining: None,
-                scheme: Some(scheme.into()),
-            }),
+            Json(ModelBody::unused(code_model, Some(scheme.into()))),
         )
             .into_response()),
     }
@@ -211,16 +202,7 @@ pub async fn get_model(
 /// The model as the ledger has it; a model the ledger does not know yet has issued nothing.
 fn model_body(ledger: &Ledger, model: &str) -> ModelBody {
     ledger.model(model).map_or_else(
-        || ModelBody {
-            code_model: model.to_owned(),
-            issued: 0,
-            next_automatic: 1,
-            next_cursor: None,
-            range_count: 0,
-            ranges: None,
-            remaining: None,
-            scheme: None,
-        },
+        || ModelBody::unused(model.to_owned(), None),
         |m| summary(&m),
     )
 }
